@@ -1,0 +1,375 @@
+"""ManagedAgentsHook: the one place that talks HTTP to the Managed Agents Deployments API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
+
+from airflow_provider_managed_agents.exceptions import (
+    ManagedAgentsAuthenticationError,
+    ManagedAgentsError,
+    ManagedAgentsPermissionError,
+    ManagedAgentsValidationError,
+)
+from airflow_provider_managed_agents.hooks.wire import (
+    DEFAULT_BASE_URL,
+    DEFAULT_CONSOLE_URL,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT_SECONDS,
+    Attempts,
+    Call,
+    Secret,
+    Settings,
+)
+from airflow_provider_managed_agents.models.deployments import Deployment
+from airflow_provider_managed_agents.models.pages import Page
+from airflow_provider_managed_agents.models.params import (
+    CreateDeploymentParams,
+    DeploymentListFilters,
+    DeploymentRunListFilters,
+    UpdateDeploymentParams,
+    validate_params,
+)
+from airflow_provider_managed_agents.models.runs import DeploymentRun
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+    from pydantic import BaseModel
+
+ModelT = TypeVar("ModelT", bound="BaseModel")
+ParamsT = TypeVar("ParamsT", bound="BaseModel")
+
+FiltersT = TypeVar("FiltersT", DeploymentListFilters, DeploymentRunListFilters)
+
+DeploymentPage = Page[Deployment]
+DeploymentRunPage = Page[DeploymentRun]
+
+
+def _path_id(value: str, what: str) -> str:
+    if not isinstance(value, str) or not value.strip() or value in {".", ".."}:
+        raise ManagedAgentsValidationError(f"{what}", [(what, "must be a non-empty id")])
+    return quote(value, safe="")
+
+
+def _coerce(model: type[ParamsT], data: ParamsT | Mapping[str, Any], what: str) -> ParamsT:
+    return data if isinstance(data, model) else validate_params(model, dict(data), what)
+
+
+def settings_from_connection(conn: Connection) -> Settings:
+    """Read :class:`Settings` from an Airflow connection of type ``managed_agents``."""
+    extra = conn.extra_dejson or {}
+    if not conn.password:
+        raise ManagedAgentsValidationError(f"connection {conn.conn_id!r}", [("password", "the API key is missing")])
+    base_url = DEFAULT_BASE_URL
+    if conn.host:
+        base_url = conn.host if "://" in conn.host else f"{conn.schema or 'https'}://{conn.host}"
+        if conn.port and base_url.count(":") < 2:
+            base_url = f"{base_url.rstrip('/')}:{conn.port}"
+    betas = extra.get("betas") or ()
+    if isinstance(betas, str):
+        betas = [b.strip() for b in betas.split(",")]
+    return Settings(
+        api_key=Secret(conn.password),
+        base_url=base_url,
+        workspace_id=extra.get("workspace_id") or None,
+        betas=tuple(b for b in betas if b),
+        timeout=float(extra.get("timeout") or DEFAULT_TIMEOUT_SECONDS),
+        max_retries=int(extra.get("max_retries", DEFAULT_MAX_RETRIES)),
+        console_url=str(extra.get("console_url") or DEFAULT_CONSOLE_URL),
+    )
+
+
+# One AsyncClient per event loop and settings, so that a triggerer running a thousand triggers
+# shares one connection pool instead of opening one per trigger.
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Settings, httpx.AsyncClient]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared_async_client(settings: Settings) -> httpx.AsyncClient:
+    loop = asyncio.get_running_loop()
+    clients = _async_clients.setdefault(loop, {})
+    client = clients.get(settings)
+    if client is None or client.is_closed:
+        client = clients[settings] = httpx.AsyncClient(**settings.client_options())
+    return client
+
+
+class ManagedAgentsHook(BaseHook):
+    """Talks to the Managed Agents Deployments API.
+
+    Connection (type ``managed_agents``): password = API key; host = base URL (default
+    ``https://api.anthropic.com``); extras ``workspace_id``, ``betas`` (list or comma-separated),
+    ``timeout`` (seconds), ``max_retries``, ``console_url`` (for operator links). When the
+    connection does not exist and ``ANTHROPIC_API_KEY`` is set, that key is used
+    (with ``ANTHROPIC_BASE_URL`` if set).
+
+    Every method returns parsed models and raises the typed exceptions of
+    :mod:`airflow_provider_managed_agents.exceptions`. Transient failures are retried with
+    backoff; ``create_deployment`` and ``run_deployment`` are never blindly re-sent once the
+    request may have reached the server.
+    """
+
+    conn_name_attr = "managed_agents_conn_id"
+    default_conn_name = "managed_agents_default"
+    conn_type = "managed_agents"
+    hook_name = "Anthropic Managed Agents"
+
+    def __init__(self, managed_agents_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.managed_agents_conn_id = managed_agents_conn_id
+        self._settings: Settings | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(managed_agents_conn_id={self.managed_agents_conn_id!r})"
+
+    # --- connection ------------------------------------------------------------------------
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": ["schema", "login", "port"],
+            "relabeling": {"host": "Base URL", "password": "API key"},
+            "placeholders": {
+                "host": DEFAULT_BASE_URL,
+                "password": "sk-ant-...",
+                "extra": json.dumps(
+                    {
+                        "workspace_id": "wrkspc_...",
+                        "betas": [],
+                        "timeout": DEFAULT_TIMEOUT_SECONDS,
+                        "max_retries": DEFAULT_MAX_RETRIES,
+                        "console_url": DEFAULT_CONSOLE_URL,
+                    }
+                ),
+            },
+        }
+
+    def _settings_from_env(self) -> Settings:
+        key = os.environ.get("ANTHROPIC_API_KEY")
+        if not key:
+            raise AirflowNotFoundException(
+                f"The connection {self.managed_agents_conn_id!r} is not defined and ANTHROPIC_API_KEY is not set"
+            )
+        self.log.info(
+            "Connection %r not found; using ANTHROPIC_API_KEY from the environment",
+            self.managed_agents_conn_id,
+        )
+        return Settings(api_key=Secret(key), base_url=os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL)
+
+    def _remember(self, settings: Settings) -> Settings:
+        _mask(settings.api_key.reveal())
+        self._settings = settings
+        return settings
+
+    @property
+    def settings(self) -> Settings:
+        """Connection settings, read once per hook."""
+        if self._settings is None:
+            try:
+                conn = self.get_connection(self.managed_agents_conn_id)
+            except AirflowNotFoundException:
+                return self._remember(self._settings_from_env())
+            return self._remember(settings_from_connection(conn))
+        return self._settings
+
+    async def asettings(self) -> Settings:
+        if self._settings is None:
+            try:
+                conn = await self.aget_connection(self.managed_agents_conn_id)
+            except AirflowNotFoundException:
+                return self._remember(self._settings_from_env())
+            return self._remember(settings_from_connection(conn))
+        return self._settings
+
+    # --- transport -------------------------------------------------------------------------
+
+    @cached_property
+    def client(self) -> httpx.Client:
+        """One keep-alive client per hook."""
+        return httpx.Client(**self.settings.client_options())
+
+    def _sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def close(self) -> None:
+        if "client" in self.__dict__:
+            self.client.close()
+            del self.__dict__["client"]
+
+    def _call(self, call: Call[ModelT]) -> ModelT:
+        attempts = Attempts(call, self.settings.max_retries)
+        while True:
+            outcome: httpx.Response | httpx.TransportError
+            try:
+                outcome = self.client.send(call.build(self.client))
+            except httpx.TransportError as exc:
+                outcome = exc
+            delay = attempts.record(outcome)
+            if delay is None:
+                return attempts.result()
+            self._sleep(delay)
+
+    async def _acall(self, call: Call[ModelT]) -> ModelT:
+        settings = await self.asettings()
+        client = shared_async_client(settings)
+        attempts = Attempts(call, settings.max_retries)
+        while True:
+            outcome: httpx.Response | httpx.TransportError
+            try:
+                outcome = await client.send(call.build(client))
+            except httpx.TransportError as exc:
+                outcome = exc
+            delay = attempts.record(outcome)
+            if delay is None:
+                return attempts.result()
+            await asyncio.sleep(delay)
+
+    # --- calls (shared by the sync and async methods) ----------------------------------------
+
+    @staticmethod
+    def _get_deployment_call(deployment_id: str) -> Call[Deployment]:
+        return Call("GET", f"/v1/deployments/{_path_id(deployment_id, 'deployment_id')}", Deployment)
+
+    @staticmethod
+    def _action_call(deployment_id: str, action: str) -> Call[Deployment]:
+        path = f"/v1/deployments/{_path_id(deployment_id, 'deployment_id')}/{action}"
+        return Call("POST", path, Deployment)
+
+    @staticmethod
+    def _list_deployments_call(filters: DeploymentListFilters) -> Call[DeploymentPage]:
+        return Call("GET", "/v1/deployments", DeploymentPage, query=filters.to_query())
+
+    @staticmethod
+    def _list_runs_call(filters: DeploymentRunListFilters) -> Call[DeploymentRunPage]:
+        return Call("GET", "/v1/deployment_runs", DeploymentRunPage, query=filters.to_query())
+
+    @staticmethod
+    def _get_run_call(deployment_run_id: str) -> Call[DeploymentRun]:
+        path = f"/v1/deployment_runs/{_path_id(deployment_run_id, 'deployment_run_id')}"
+        return Call("GET", path, DeploymentRun)
+
+    # --- deployments -------------------------------------------------------------------------
+
+    def create_deployment(
+        self, params: CreateDeploymentParams | Mapping[str, Any], *, retry_ambiguous: bool = False
+    ) -> Deployment:
+        """Create a deployment. Validates ``params`` before sending.
+
+        The request is re-sent only when it provably did not reach the server (connect error,
+        429, 529), unless ``retry_ambiguous`` is set by a caller that deduplicates itself.
+        """
+        body = _coerce(CreateDeploymentParams, params, "create_deployment parameters").to_body()
+        call = Call("POST", "/v1/deployments", Deployment, body=body, idempotent=False, retry_ambiguous=retry_ambiguous)
+        return self._call(call)
+
+    def get_deployment(self, deployment_id: str) -> Deployment:
+        return self._call(self._get_deployment_call(deployment_id))
+
+    async def aget_deployment(self, deployment_id: str) -> Deployment:
+        return await self._acall(self._get_deployment_call(deployment_id))
+
+    def list_deployments(self, **filters: Any) -> Iterator[Deployment]:
+        """Every deployment matching ``filters`` (``agent_id``, ``status``, ``include_archived``,
+        ``created_at_gte``, ``created_at_lte``, ``limit`` = page size), fetched page by page."""
+        first = _coerce(DeploymentListFilters, filters, "list_deployments filters")
+        return self._paginate(first, self._list_deployments_call)
+
+    def update_deployment(self, deployment_id: str, params: UpdateDeploymentParams | Mapping[str, Any]) -> Deployment:
+        """Update only the fields present in ``params``: omitted = preserve, None = clear."""
+        body = _coerce(UpdateDeploymentParams, params, "update_deployment parameters").to_body()
+        path = f"/v1/deployments/{_path_id(deployment_id, 'deployment_id')}"
+        # Replaying the same full replacement converges to the same state: safe to re-send.
+        return self._call(Call("POST", path, Deployment, body=body))
+
+    def archive_deployment(self, deployment_id: str) -> Deployment:
+        return self._call(self._action_call(deployment_id, "archive"))
+
+    def pause_deployment(self, deployment_id: str) -> Deployment:
+        return self._call(self._action_call(deployment_id, "pause"))
+
+    def unpause_deployment(self, deployment_id: str) -> Deployment:
+        return self._call(self._action_call(deployment_id, "unpause"))
+
+    def run_deployment(self, deployment_id: str, *, retry_ambiguous: bool = False) -> DeploymentRun:
+        """Start a manual run now. Like create, never blindly re-sent after an ambiguous failure."""
+        path = f"/v1/deployments/{_path_id(deployment_id, 'deployment_id')}/run"
+        call = Call("POST", path, DeploymentRun, idempotent=False, retry_ambiguous=retry_ambiguous)
+        return self._call(call)
+
+    # --- deployment runs ---------------------------------------------------------------------
+
+    def get_deployment_run(self, deployment_run_id: str) -> DeploymentRun:
+        return self._call(self._get_run_call(deployment_run_id))
+
+    async def aget_deployment_run(self, deployment_run_id: str) -> DeploymentRun:
+        return await self._acall(self._get_run_call(deployment_run_id))
+
+    def list_deployment_runs(self, **filters: Any) -> Iterator[DeploymentRun]:
+        """Every run matching ``filters`` (``deployment_id``, ``has_error``, ``trigger_type``,
+        ``created_at_gt|gte|lt|lte``, ``limit`` = page size), fetched lazily page by page."""
+        first = _coerce(DeploymentRunListFilters, filters, "list_deployment_runs filters")
+        return self._paginate(first, self._list_runs_call)
+
+    def list_deployment_runs_page(self, **filters: Any) -> DeploymentRunPage:
+        """One page of runs: a single request."""
+        first = _coerce(DeploymentRunListFilters, filters, "list_deployment_runs filters")
+        return self._call(self._list_runs_call(first))
+
+    async def alist_deployment_runs_page(self, **filters: Any) -> DeploymentRunPage:
+        first = _coerce(DeploymentRunListFilters, filters, "list_deployment_runs filters")
+        return await self._acall(self._list_runs_call(first))
+
+    async def alist_deployment_runs(self, **filters: Any) -> AsyncIterator[DeploymentRun]:
+        filters_model = _coerce(DeploymentRunListFilters, filters, "list_deployment_runs filters")
+        while True:
+            page = await self._acall(self._list_runs_call(filters_model))
+            for run in page.data:
+                yield run
+            if not page.next_page:
+                return
+            filters_model = filters_model.model_copy(update={"page": page.next_page})
+
+    def _paginate(self, filters: FiltersT, make_call: Callable[[FiltersT], Call[Page[ModelT]]]) -> Iterator[ModelT]:
+        while True:
+            page = self._call(make_call(filters))
+            yield from page.data
+            if not page.next_page:
+                return
+            filters = filters.model_copy(update={"page": page.next_page})
+
+    # --- UI ----------------------------------------------------------------------------------
+
+    def test_connection(self) -> tuple[bool, str]:
+        """For the UI's Test button: one cheap authenticated call."""
+        try:
+            page = self._call(self._list_deployments_call(DeploymentListFilters(limit=1)))
+        except ManagedAgentsAuthenticationError:
+            return False, "Authentication failed: the API key was rejected (401). Check the password field."
+        except ManagedAgentsPermissionError:
+            return False, "Permission denied (403): the key cannot use Managed Agents in this workspace."
+        except (ManagedAgentsError, AirflowNotFoundException) as exc:
+            return False, str(exc)
+        return (
+            True,
+            f"Connected to {self.settings.base_url} ({len(page.data)} deployment(s) visible on the first page).",
+        )
+
+
+def _mask(secret: str) -> None:
+    try:
+        from airflow.sdk.log import mask_secret
+    except ImportError:  # pragma: no cover - older Task SDK
+        return
+    mask_secret(secret)

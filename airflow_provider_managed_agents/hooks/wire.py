@@ -1,0 +1,301 @@
+"""The HTTP conversation without the I/O: settings, headers, calls, retry decisions, parsing.
+
+The hook's sync and async paths both drive :class:`Attempts`; everything that decides what is
+sent, whether to retry, how long to wait and what a response means lives here once.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from airflow_provider_managed_agents import __version__
+from airflow_provider_managed_agents.exceptions import (
+    ManagedAgentsAPIError,
+    ManagedAgentsConnectionError,
+    ManagedAgentsError,
+    ManagedAgentsTimeoutError,
+    api_error_class,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+DEFAULT_CONSOLE_URL = "https://platform.claude.com"
+API_VERSION = "2023-06-01"
+MANAGED_AGENTS_BETA = "managed-agents-2026-04-01"
+DEFAULT_TIMEOUT_SECONDS = 60.0
+CONNECT_TIMEOUT_SECONDS = 5.0
+DEFAULT_MAX_RETRIES = 2
+USER_AGENT = f"airflow-provider-managed-agents/{__version__} httpx/{httpx.__version__}"
+
+
+class Secret:
+    """A string that never shows itself in repr, str or f-strings."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a client needs, read from an Airflow connection (or the environment)."""
+
+    api_key: Secret
+    base_url: str = DEFAULT_BASE_URL
+    workspace_id: str | None = None
+    betas: tuple[str, ...] = ()
+    timeout: float = DEFAULT_TIMEOUT_SECONDS
+    max_retries: int = DEFAULT_MAX_RETRIES
+    console_url: str = DEFAULT_CONSOLE_URL
+
+    def headers(self) -> dict[str, str]:
+        betas = [b for b in dict.fromkeys(self.betas) if b and b != MANAGED_AGENTS_BETA]
+        headers = {
+            "x-api-key": self.api_key.reveal(),
+            "anthropic-version": API_VERSION,
+            # Caller betas first, the managed-agents beta last, as the official SDK sends them.
+            "anthropic-beta": ",".join([*betas, MANAGED_AGENTS_BETA]),
+            "user-agent": USER_AGENT,
+            "accept": "application/json",
+        }
+        if self.workspace_id:
+            headers["anthropic-workspace-id"] = self.workspace_id
+        return headers
+
+    def timeouts(self) -> httpx.Timeout:
+        return httpx.Timeout(self.timeout, connect=min(CONNECT_TIMEOUT_SECONDS, self.timeout))
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments shared by the sync and async httpx clients."""
+        return {
+            "base_url": self.base_url.rstrip("/"),
+            "headers": self.headers(),
+            "timeout": self.timeouts(),
+            "limits": httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        }
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Call(Generic[ModelT]):
+    """One API operation: what to send and what the answer parses into.
+
+    ``idempotent`` calls may be re-sent after any transient failure. Non-idempotent ones
+    (create, run) are re-sent only when the request provably did not take effect, unless
+    ``retry_ambiguous`` is set by a caller that reconciles duplicates itself.
+    """
+
+    method: str
+    path: str
+    response_model: type[ModelT]
+    query: Mapping[str, str] | None = None
+    body: Mapping[str, Any] | None = None
+    idempotent: bool = True
+    retry_ambiguous: bool = False
+
+    def build(self, client: httpx.Client | httpx.AsyncClient) -> httpx.Request:
+        kwargs: dict[str, Any] = {"params": dict(self.query) if self.query else None}
+        if self.body is not None:
+            kwargs["json"] = self.body
+        elif self.method == "POST":
+            # Action endpoints take no body; say so explicitly, as the official SDK does.
+            kwargs["headers"] = {"content-type": "application/json"}
+        return client.build_request(self.method, self.path, **kwargs)
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+# --- retry policy --------------------------------------------------------------------------
+
+RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+# Statuses that mean the server refused the request before acting on it.
+UNPROCESSED_STATUSES = frozenset({429, 529})
+INITIAL_DELAY_SECONDS = 0.5
+MAX_BACKOFF_SECONDS = 8.0
+# The SDK sleeps for any retry-after, however long; a worker slot should not. Longer waits
+# surface as an error and Airflow's own task retries take over.
+MAX_RETRY_AFTER_SECONDS = 60.0
+
+# Transport errors raised before a single byte of the request could reach the server.
+_UNSENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+def backoff_seconds(retry_number: int, rng: random.Random | None = None) -> float:
+    """Exponential backoff with up to 25 % jitter taken off: ~0.5 s, 1 s, 2 s ... capped at 8 s."""
+    base = min(INITIAL_DELAY_SECONDS * 2**retry_number, MAX_BACKOFF_SECONDS)
+    return base * (1 - 0.25 * (rng or random).random())
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """The server's requested delay from ``retry-after-ms`` or ``retry-after`` (seconds or date)."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms is not None:
+        try:
+            return max(float(raw_ms) / 1000, 0.0)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        return max(float(raw), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - (now if now is not None else time.time()), 0.0)
+
+
+def _should_retry_header(response: httpx.Response) -> bool | None:
+    value = response.headers.get("x-should-retry")
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    return None
+
+
+def error_from_response(response: httpx.Response, call: Call[Any]) -> ManagedAgentsAPIError:
+    """The typed exception for an error response, from the API's JSON error envelope."""
+    error_type: str | None = None
+    message = response.reason_phrase or "error"
+    details: dict[str, Any] | None = None
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+        error = payload["error"]
+        error_type = error.get("type") if isinstance(error.get("type"), str) else None
+        message = str(error.get("message") or message)
+        details = error.get("details") if isinstance(error.get("details"), dict) else None
+    elif response.text:
+        message = response.text[:500]
+    return api_error_class(response.status_code)(
+        message,
+        status=response.status_code,
+        error_type=error_type,
+        request_id=response.headers.get("request-id"),
+        details=details,
+        method=call.method,
+        path=call.path,
+    )
+
+
+def error_from_transport(exc: httpx.TransportError, call: Call[Any]) -> ManagedAgentsConnectionError:
+    sent = not isinstance(exc, _UNSENT_ERRORS)
+    # The httpx message never holds headers, so it cannot leak the key.
+    text = f"{call.label}: {type(exc).__name__}: {exc}" if str(exc) else f"{call.label}: {type(exc).__name__}"
+    if isinstance(exc, httpx.TimeoutException):
+        return ManagedAgentsTimeoutError(text, request_sent=sent)
+    return ManagedAgentsConnectionError(text, request_sent=sent)
+
+
+@dataclass
+class Attempts(Generic[ModelT]):
+    """Decides, after each attempt of a call, whether to retry, after how long, or to finish."""
+
+    call: Call[ModelT]
+    max_retries: int
+    rng: random.Random | None = None
+    retries_done: int = 0
+    _last: httpx.Response | ManagedAgentsError | None = field(default=None, repr=False)
+
+    def record(self, outcome: httpx.Response | httpx.TransportError) -> float | None:
+        """Take one attempt's outcome; return seconds to wait before retrying, or None when done."""
+        if isinstance(outcome, httpx.TransportError):
+            self._last = error_from_transport(outcome, self.call)
+            retry = self._may_resend(unsent=not self._last.request_sent)
+            delay = backoff_seconds(self.retries_done, self.rng) if retry else None
+        else:
+            self._last = outcome
+            if outcome.is_success:
+                return None
+            retry = self._should_retry_response(outcome)
+            delay = None
+            if retry:
+                delay = retry_after_seconds(outcome.headers)
+                if delay is None:
+                    delay = backoff_seconds(self.retries_done, self.rng)
+                elif delay > MAX_RETRY_AFTER_SECONDS:
+                    retry, delay = False, None
+        if delay is None or self.retries_done >= self.max_retries:
+            return None
+        self.retries_done += 1
+        log.warning(
+            "%s failed (%s); retry %d of %d in %.2fs",
+            self.call.label,
+            self._describe_last(),
+            self.retries_done,
+            self.max_retries,
+            delay,
+        )
+        return delay
+
+    def _may_resend(self, *, unsent: bool) -> bool:
+        return self.call.idempotent or self.call.retry_ambiguous or unsent
+
+    def _should_retry_response(self, response: httpx.Response) -> bool:
+        override = _should_retry_header(response)
+        if override is not None:
+            return override
+        if response.status_code not in RETRYABLE_STATUSES:
+            return False
+        return self._may_resend(unsent=response.status_code in UNPROCESSED_STATUSES)
+
+    def _describe_last(self) -> str:
+        if isinstance(self._last, httpx.Response):
+            return f"HTTP {self._last.status_code}"
+        return type(self._last).__name__
+
+    def result(self) -> ModelT:
+        """The parsed response of the last attempt, or its typed exception."""
+        last = self._last
+        if isinstance(last, ManagedAgentsError):
+            raise last
+        if last is None:
+            raise RuntimeError(f"{self.call.label} was never attempted")
+        if not last.is_success:
+            raise error_from_response(last, self.call)
+        return self.call.response_model.model_validate_json(last.content)
+
+    @property
+    def may_have_taken_effect(self) -> bool:
+        """After a failure: could the server have acted on the request anyway?"""
+        last = self._last
+        if isinstance(last, ManagedAgentsConnectionError):
+            return last.request_sent is not False
+        if isinstance(last, httpx.Response):
+            return last.status_code >= 500 and last.status_code not in UNPROCESSED_STATUSES
+        return False

@@ -1,0 +1,150 @@
+"""Initial events: what every session created by a deployment receives first.
+
+The same classes parse responses and validate requests; per-element limits (rubric length,
+max_iterations) live here so that every path enforces them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Discriminator, Field, Tag
+
+from airflow_provider_managed_agents.models.base import ApiModel, tag_or_fallback
+
+RUBRIC_MAX_CHARS = 262_144
+MAX_ITERATIONS_LIMIT = 20
+
+
+class UnknownObject(ApiModel):
+    """A variant this client does not know yet: kept whole, with its original ``type``."""
+
+    type: str
+
+
+# --- sources -------------------------------------------------------------------------------
+
+
+class Base64Source(ApiModel):
+    type: Literal["base64"] = "base64"
+    data: str
+    media_type: str
+
+
+class UrlSource(ApiModel):
+    type: Literal["url"] = "url"
+    url: str
+
+
+class FileSource(ApiModel):
+    type: Literal["file"] = "file"
+    file_id: str = Field(min_length=1)
+
+
+class PlainTextSource(ApiModel):
+    type: Literal["text"] = "text"
+    data: str
+    media_type: Literal["text/plain"] = "text/plain"
+
+
+ImageSource = Annotated[
+    Annotated[Base64Source, Tag("base64")]
+    | Annotated[UrlSource, Tag("url")]
+    | Annotated[FileSource, Tag("file")]
+    | Annotated[UnknownObject, Tag("unknown")],
+    Discriminator(tag_or_fallback({"base64", "url", "file"}, "unknown")),
+]
+DocumentSource = Annotated[
+    Annotated[Base64Source, Tag("base64")]
+    | Annotated[PlainTextSource, Tag("text")]
+    | Annotated[UrlSource, Tag("url")]
+    | Annotated[FileSource, Tag("file")]
+    | Annotated[UnknownObject, Tag("unknown")],
+    Discriminator(tag_or_fallback({"base64", "text", "url", "file"}, "unknown")),
+]
+
+# --- content blocks ------------------------------------------------------------------------
+
+
+class TextBlock(ApiModel):
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ImageBlock(ApiModel):
+    type: Literal["image"] = "image"
+    source: ImageSource
+
+
+class DocumentBlock(ApiModel):
+    type: Literal["document"] = "document"
+    source: DocumentSource
+    title: str | None = None
+    context: str | None = None
+
+
+class RedactedBlock(ApiModel):
+    """Returned in place of content the API withholds."""
+
+    type: Literal["redacted"] = "redacted"
+
+
+ContentBlock = Annotated[
+    Annotated[TextBlock, Tag("text")]
+    | Annotated[ImageBlock, Tag("image")]
+    | Annotated[DocumentBlock, Tag("document")]
+    | Annotated[RedactedBlock, Tag("redacted")]
+    | Annotated[UnknownObject, Tag("unknown")],
+    Discriminator(tag_or_fallback({"text", "image", "document", "redacted"}, "unknown")),
+]
+
+# --- rubrics -------------------------------------------------------------------------------
+
+
+class TextRubric(ApiModel):
+    type: Literal["text"] = "text"
+    content: str = Field(max_length=RUBRIC_MAX_CHARS)
+
+
+class FileRubric(ApiModel):
+    type: Literal["file"] = "file"
+    file_id: str = Field(min_length=1)
+
+
+Rubric = Annotated[
+    Annotated[TextRubric, Tag("text")] | Annotated[FileRubric, Tag("file")] | Annotated[UnknownObject, Tag("unknown")],
+    Discriminator(tag_or_fallback({"text", "file"}, "unknown")),
+]
+
+# --- events --------------------------------------------------------------------------------
+
+
+class UserMessageEvent(ApiModel):
+    type: Literal["user.message"] = "user.message"
+    content: list[ContentBlock] = Field(min_length=1)
+
+    @classmethod
+    def text(cls, text: str) -> UserMessageEvent:
+        """The common case: one user message holding one text block."""
+        return cls(content=[TextBlock(text=text)])
+
+
+class DefineOutcomeEvent(ApiModel):
+    type: Literal["user.define_outcome"] = "user.define_outcome"
+    description: str
+    rubric: Rubric
+    max_iterations: int | None = Field(default=None, ge=1, le=MAX_ITERATIONS_LIMIT)
+
+
+class SystemMessageEvent(ApiModel):
+    type: Literal["system.message"] = "system.message"
+    content: list[TextBlock] = Field(min_length=1)
+
+
+InitialEvent = Annotated[
+    Annotated[UserMessageEvent, Tag("user.message")]
+    | Annotated[DefineOutcomeEvent, Tag("user.define_outcome")]
+    | Annotated[SystemMessageEvent, Tag("system.message")]
+    | Annotated[UnknownObject, Tag("unknown")],
+    Discriminator(tag_or_fallback({"user.message", "user.define_outcome", "system.message"}, "unknown")),
+]

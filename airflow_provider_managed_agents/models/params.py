@@ -1,0 +1,260 @@
+"""Request parameters: every documented limit, checked before anything is sent.
+
+:func:`validate_params` is the one entry point: it turns pydantic's errors into a
+:class:`~airflow_provider_managed_agents.exceptions.ManagedAgentsValidationError` whose message
+names each field and its limit and never echoes the input (it may hold a secret).
+The emulator validates incoming bodies with these same classes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from airflow_provider_managed_agents.exceptions import ManagedAgentsValidationError
+from airflow_provider_managed_agents.models.base import ApiModel, Timestamp, format_timestamp
+from airflow_provider_managed_agents.models.deployments import AgentReference, Budget, ScheduleSpec
+from airflow_provider_managed_agents.models.events import InitialEvent, UnknownObject
+from airflow_provider_managed_agents.models.resources import REVEAL_SECRETS, Resource
+
+INITIAL_EVENTS_MIN, INITIAL_EVENTS_MAX = 1, 50
+METADATA_MAX_PAIRS = 16
+METADATA_KEY_MAX_CHARS = 64
+METADATA_VALUE_MAX_CHARS = 512
+RESOURCES_MAX = 500
+VAULT_IDS_MAX = 50
+DEPLOYMENTS_PAGE_MAX = 100
+DEPLOYMENT_RUNS_PAGE_MAX = 1000
+
+
+def _check_metadata_entries(metadata: dict[str, str | None]) -> None:
+    for key, value in metadata.items():
+        if not key:
+            raise ValueError("keys must be non-empty")
+        if len(key) > METADATA_KEY_MAX_CHARS:
+            raise ValueError(f"key {key[:20]!r}... is {len(key)} chars; keys may be at most {METADATA_KEY_MAX_CHARS}")
+        if value is not None and len(value) > METADATA_VALUE_MAX_CHARS:
+            raise ValueError(
+                f"value of key {key!r} is {len(value)} chars; values may be at most {METADATA_VALUE_MAX_CHARS}"
+            )
+
+
+def check_metadata(metadata: dict[str, str]) -> dict[str, str]:
+    """Validate a complete metadata bag against the API's limits."""
+    if len(metadata) > METADATA_MAX_PAIRS:
+        raise ValueError(f"{len(metadata)} pairs; at most {METADATA_MAX_PAIRS} are allowed")
+    _check_metadata_entries(dict(metadata))
+    return metadata
+
+
+def check_metadata_patch(patch: dict[str, str | None]) -> dict[str, str | None]:
+    """Validate a metadata patch: the upserts alone may not exceed the pair limit."""
+    upserts = sum(1 for value in patch.values() if value is not None)
+    if upserts > METADATA_MAX_PAIRS:
+        raise ValueError(f"{upserts} pairs to set; at most {METADATA_MAX_PAIRS} are allowed")
+    _check_metadata_entries(patch)
+    return patch
+
+
+def apply_metadata_patch(current: dict[str, str], patch: dict[str, str | None]) -> dict[str, str]:
+    """The metadata bag after a merge patch: a null value deletes its key."""
+    merged = dict(current)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return check_metadata(merged)
+
+
+def _non_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must be a non-empty string")
+    return value
+
+
+Metadata = Annotated[dict[str, str], AfterValidator(check_metadata)]
+MetadataPatch = Annotated[dict[str, str | None], AfterValidator(check_metadata_patch)]
+NonBlank = Annotated[str, AfterValidator(_non_blank)]
+AgentParam = Annotated[
+    Annotated[NonBlank, Tag("id")] | Annotated[AgentReference, Tag("reference")],
+    Discriminator(lambda value: "id" if isinstance(value, str) else "reference"),
+]
+InitialEvents = Annotated[list[InitialEvent], Field(min_length=INITIAL_EVENTS_MIN, max_length=INITIAL_EVENTS_MAX)]
+Resources = Annotated[list[Resource], Field(max_length=RESOURCES_MAX)]
+VaultIds = Annotated[list[NonBlank], Field(max_length=VAULT_IDS_MAX)]
+
+
+def _unknown_variants(value: Any, path: str) -> list[tuple[str, str]]:
+    """Paths of parts whose ``type`` this client does not know: fine in a response, but a
+    request carrying one would be refused by the API."""
+    if isinstance(value, UnknownObject):
+        return [(path, f"unsupported type {value.type!r}")]
+    if isinstance(value, BaseModel):
+        found = []
+        for name in type(value).model_fields:
+            found += _unknown_variants(getattr(value, name), f"{path}.{name}" if path else name)
+        return found
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in _unknown_variants(item, f"{path}[{i}]")]
+    return []
+
+
+class _RequestParams(ApiModel):
+    """Request bodies refuse fields the API does not have (a typo must not pass silently)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _known_variants_only(self) -> _RequestParams:
+        problems = _unknown_variants(self, "")
+        if problems:
+            raise ValueError("; ".join(f"{path}: {msg}" for path, msg in problems))
+        return self
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON body: only fields the caller set (omitted = preserve, None = clear), with
+        write-only secrets revealed for the wire and nothing else."""
+        dumped = self.model_dump(mode="json", include=set(self.model_fields_set), context={REVEAL_SECRETS: True})
+        return {key: value if key == "metadata" else _drop_nested_nulls(value) for key, value in dumped.items()}
+
+
+def _drop_nested_nulls(value: Any) -> Any:
+    # Optional members of nested objects left unset are omitted rather than sent as null.
+    if isinstance(value, dict):
+        return {k: _drop_nested_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_nested_nulls(v) for v in value]
+    return value
+
+
+class CreateDeploymentParams(_RequestParams):
+    agent: AgentParam
+    environment_id: NonBlank
+    initial_events: InitialEvents
+    name: NonBlank
+    description: str | None = None
+    metadata: Metadata | None = None
+    resources: Resources | None = None
+    schedule: ScheduleSpec | None = None
+    vault_ids: VaultIds | None = None
+    budget: Budget | None = None
+
+
+class UpdateDeploymentParams(_RequestParams):
+    """Three states per field: omitted (preserve), None (clear, where the API allows it),
+    a value (replace). ``metadata`` is a merge patch where a None value deletes a key."""
+
+    agent: AgentParam | None = None
+    environment_id: NonBlank | None = None
+    initial_events: InitialEvents | None = None
+    name: NonBlank | None = None
+    description: str | None = None
+    metadata: MetadataPatch | None = None
+    resources: Resources | None = None
+    schedule: ScheduleSpec | None = None
+    vault_ids: VaultIds | None = None
+    budget: Budget | None = None
+
+    @field_validator("agent", "environment_id", "initial_events", "name", mode="before")
+    @classmethod
+    def _not_clearable(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("cannot be cleared with null; omit it to keep the current value")
+        return value
+
+
+class _ListFilters(BaseModel):
+    """Query filters; field aliases are the wire names (``created_at[gte]``)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def to_query(self) -> dict[str, str]:
+        query: dict[str, str] = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, datetime):
+                text = format_timestamp(value)
+            else:
+                text = str(value)
+            query[field.alias or name] = text
+        return query
+
+
+class DeploymentListFilters(_ListFilters):
+    agent_id: str | None = None
+    status: Literal["active", "paused"] | None = None
+    include_archived: bool | None = None
+    created_at_gte: Timestamp | None = Field(default=None, alias="created_at[gte]")
+    created_at_lte: Timestamp | None = Field(default=None, alias="created_at[lte]")
+    limit: int | None = Field(default=None, ge=1, le=DEPLOYMENTS_PAGE_MAX)
+    page: str | None = None
+
+    @model_validator(mode="after")
+    def _status_xor_archived(self) -> DeploymentListFilters:
+        if self.status is not None and self.include_archived is not None:
+            raise ValueError("status cannot be combined with include_archived")
+        return self
+
+
+class DeploymentRunListFilters(_ListFilters):
+    deployment_id: str | None = None
+    has_error: bool | None = None
+    trigger_type: Literal["schedule", "manual"] | None = None
+    created_at_gt: Timestamp | None = Field(default=None, alias="created_at[gt]")
+    created_at_gte: Timestamp | None = Field(default=None, alias="created_at[gte]")
+    created_at_lt: Timestamp | None = Field(default=None, alias="created_at[lt]")
+    created_at_lte: Timestamp | None = Field(default=None, alias="created_at[lte]")
+    limit: int | None = Field(default=None, ge=1, le=DEPLOYMENT_RUNS_PAGE_MAX)
+    page: str | None = None
+
+
+ParamsT = TypeVar("ParamsT", bound=BaseModel)
+
+
+def format_location(loc: tuple[int | str, ...], data: Any) -> str:
+    """``('initial_events', 0, 'content')`` -> ``initial_events[0].content``.
+
+    Walks the input alongside the location so that the branch names pydantic inserts for
+    unions (``ScheduleSpec``, a tag) are dropped: only real keys and indexes are kept.
+    """
+    path = ""
+    current = data
+    for part in loc:
+        if isinstance(part, int) and isinstance(current, list) and part < len(current):
+            path += f"[{part}]"
+            current = current[part]
+        elif isinstance(part, str) and isinstance(current, dict) and part in current:
+            path += f".{part}" if path else part
+            current = current[part]
+        elif isinstance(part, str) and not isinstance(current, (dict, list)) and not path:
+            path = part
+    return path
+
+
+def validate_params(model: type[ParamsT], data: dict[str, Any], what: str) -> ParamsT:
+    """Validate ``data`` as ``model``; raise a ManagedAgentsValidationError naming each field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_input=False, include_url=False):
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append((format_location(error["loc"], data), message))
+        raise ManagedAgentsValidationError(what, problems) from None

@@ -1,0 +1,76 @@
+"""Resources mounted into each session: GitHub repositories, files and memory stores.
+
+A GitHub ``authorization_token`` is write-only: it is held as a :class:`~pydantic.SecretStr`
+(never in repr, str, logs or XCom) and only revealed when the request body is serialised with
+the ``reveal_secrets`` context, which the hook alone uses.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Discriminator, Field, SecretStr, SerializationInfo, Tag, field_serializer
+
+from airflow_provider_managed_agents.models.base import ApiModel, tag_or_fallback
+from airflow_provider_managed_agents.models.events import UnknownObject
+
+MEMORY_STORE_INSTRUCTIONS_MAX_CHARS = 4_096
+REVEAL_SECRETS = "reveal_secrets"
+
+
+def reveals_secrets(info: SerializationInfo) -> bool:
+    return bool(info.context and info.context.get(REVEAL_SECRETS))
+
+
+class BranchCheckout(ApiModel):
+    type: Literal["branch"] = "branch"
+    name: str = Field(min_length=1)
+
+
+class CommitCheckout(ApiModel):
+    type: Literal["commit"] = "commit"
+    sha: str = Field(min_length=1)
+
+
+Checkout = Annotated[
+    Annotated[BranchCheckout, Tag("branch")]
+    | Annotated[CommitCheckout, Tag("commit")]
+    | Annotated[UnknownObject, Tag("unknown")],
+    Discriminator(tag_or_fallback({"branch", "commit"}, "unknown")),
+]
+
+
+class GitHubRepositoryResource(ApiModel):
+    type: Literal["github_repository"] = "github_repository"
+    url: str = Field(min_length=1)
+    checkout: Checkout | None = None
+    mount_path: str | None = None
+    authorization_token: SecretStr | None = Field(default=None, repr=False)
+
+    @field_serializer("authorization_token")
+    def _serialize_token(self, token: SecretStr | None, info: SerializationInfo) -> str | None:
+        if token is None:
+            return None
+        return token.get_secret_value() if reveals_secrets(info) else "**********"
+
+
+class FileResource(ApiModel):
+    type: Literal["file"] = "file"
+    file_id: str = Field(min_length=1)
+    mount_path: str | None = None
+
+
+class MemoryStoreResource(ApiModel):
+    type: Literal["memory_store"] = "memory_store"
+    memory_store_id: str = Field(min_length=1)
+    access: Literal["read_write", "read_only"] | None = None
+    instructions: str | None = Field(default=None, max_length=MEMORY_STORE_INSTRUCTIONS_MAX_CHARS)
+
+
+Resource = Annotated[
+    Annotated[GitHubRepositoryResource, Tag("github_repository")]
+    | Annotated[FileResource, Tag("file")]
+    | Annotated[MemoryStoreResource, Tag("memory_store")]
+    | Annotated[UnknownObject, Tag("unknown")],
+    Discriminator(tag_or_fallback({"github_repository", "file", "memory_store"}, "unknown")),
+]

@@ -1,0 +1,68 @@
+"""Deployment runs: one append-only record per attempt to start a deployment.
+
+Exactly one of ``session_id`` and ``error`` is set. Run errors are typed by ``error.type``;
+an error type this client does not know keeps its original string and is treated as the
+documented fallback, ``unknown_error``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Discriminator, Tag
+
+from airflow_provider_managed_agents.models.base import ApiModel, Timestamp, tag_or_fallback
+from airflow_provider_managed_agents.models.deployments import AgentReference
+from airflow_provider_managed_agents.models.enums import RunErrorType
+
+# A failed scheduled fire auto-pauses the deployment unless the error is one of these two.
+NON_PAUSING_RUN_ERRORS = frozenset({RunErrorType.SESSION_RATE_LIMITED, RunErrorType.SESSION_CREATION_REJECTED})
+
+
+class RunError(ApiModel):
+    type: str
+    message: str = ""
+
+    @property
+    def known_type(self) -> RunErrorType:
+        return RunErrorType.resolve(self.type)
+
+
+class ScheduleTriggerContext(ApiModel):
+    type: Literal["schedule"] = "schedule"
+    scheduled_at: Timestamp
+
+
+class ManualTriggerContext(ApiModel):
+    type: Literal["manual"] = "manual"
+
+
+class UnknownTriggerContext(ApiModel):
+    type: str
+
+
+TriggerContext = Annotated[
+    Annotated[ScheduleTriggerContext, Tag("schedule")]
+    | Annotated[ManualTriggerContext, Tag("manual")]
+    | Annotated[UnknownTriggerContext, Tag("unknown")],
+    Discriminator(tag_or_fallback({"schedule", "manual"}, "unknown")),
+]
+
+
+class DeploymentRun(ApiModel):
+    id: str
+    type: Literal["deployment_run"] = "deployment_run"
+    deployment_id: str
+    agent: AgentReference
+    created_at: Timestamp
+    session_id: str | None = None
+    error: RunError | None = None
+    trigger_context: TriggerContext
+
+    @property
+    def succeeded(self) -> bool:
+        return self.session_id is not None and self.error is None
+
+    @property
+    def trigger_type(self) -> str:
+        return self.trigger_context.type
