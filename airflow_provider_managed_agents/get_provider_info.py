@@ -28,6 +28,25 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [f"{PACKAGE}.hooks.managed_agents"],
             }
         ],
+        "operators": [
+            {
+                "integration-name": "Anthropic Managed Agents",
+                "python-modules": [f"{PACKAGE}.operators.deployments"],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "Anthropic Managed Agents",
+                "python-modules": [f"{PACKAGE}.sensors.deployment_runs"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "Anthropic Managed Agents",
+                "python-modules": [f"{PACKAGE}.triggers.deployment_runs"],
+            }
+        ],
+        "extra-links": [f"{PACKAGE}.operators.deployments.ManagedAgentsDeploymentLink"],
         "connection-types": [
             {
                 "hook-class-name": f"{PACKAGE}.hooks.managed_agents.ManagedAgentsHook",

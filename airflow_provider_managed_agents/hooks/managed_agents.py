@@ -8,6 +8,7 @@ import os
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
@@ -31,15 +32,19 @@ from airflow_provider_managed_agents.hooks.wire import (
     Call,
     Secret,
     Settings,
+    is_ambiguous,
 )
 from airflow_provider_managed_agents.models.deployments import Deployment
 from airflow_provider_managed_agents.models.pages import Page
 from airflow_provider_managed_agents.models.params import (
+    DEPLOYMENT_RUNS_PAGE_MAX,
+    IDEMPOTENCY_METADATA_KEY,
     CreateDeploymentParams,
     DeploymentListFilters,
     DeploymentRunListFilters,
     UpdateDeploymentParams,
     validate_params,
+    with_idempotency_marker,
 )
 from airflow_provider_managed_agents.models.runs import DeploymentRun
 
@@ -263,16 +268,72 @@ class ManagedAgentsHook(BaseHook):
     # --- deployments -------------------------------------------------------------------------
 
     def create_deployment(
-        self, params: CreateDeploymentParams | Mapping[str, Any], *, retry_ambiguous: bool = False
+        self,
+        params: CreateDeploymentParams | Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        look_first: bool = False,
+        retry_ambiguous: bool = False,
     ) -> Deployment:
-        """Create a deployment. Validates ``params`` before sending.
+        """Create a deployment; ``params`` are validated before anything is sent.
 
-        The request is re-sent only when it provably did not reach the server (connect error,
-        429, 529), unless ``retry_ambiguous`` is set by a caller that deduplicates itself.
+        Without ``idempotency_key`` the request is re-sent only when it provably did not reach
+        the server (connect error, 429, 529). With one, the key is stored in ``metadata`` under
+        ``airflow_idempotency_key`` and the create is exactly-once: after an ambiguous failure
+        (timeout, dropped connection, 5xx) the deployments of that agent are scanned for the key
+        and a match is adopted instead of creating another. ``look_first`` scans before the first
+        send, for an Airflow task retry. The scan costs one paged list call, only on those paths.
+        ``retry_ambiguous`` re-sends blindly instead, for callers that accept duplicates.
         """
-        body = _coerce(CreateDeploymentParams, params, "create_deployment parameters").to_body()
-        call = Call("POST", "/v1/deployments", Deployment, body=body, idempotent=False, retry_ambiguous=retry_ambiguous)
-        return self._call(call)
+        validated = _coerce(CreateDeploymentParams, params, "create_deployment parameters")
+        if idempotency_key is None:
+            return self._call(self._create_call(validated, retry_ambiguous))
+        validated = with_idempotency_marker(validated, idempotency_key)
+        agent_id = validated.agent if isinstance(validated.agent, str) else validated.agent.id
+
+        def find() -> Deployment | None:
+            return next(
+                (
+                    d
+                    for d in self.list_deployments(agent_id=agent_id, limit=100)
+                    if d.metadata.get(IDEMPOTENCY_METADATA_KEY) == idempotency_key
+                ),
+                None,
+            )
+
+        send = lambda: self._call(self._create_call(validated))  # noqa: E731
+        return self._exactly_once(send, find, find if look_first else None, "deployment")
+
+    @staticmethod
+    def _create_call(params: CreateDeploymentParams, retry_ambiguous: bool = False) -> Call[Deployment]:
+        body = params.to_body()
+        return Call("POST", "/v1/deployments", Deployment, body=body, idempotent=False, retry_ambiguous=retry_ambiguous)
+
+    def _exactly_once(
+        self,
+        send: Callable[[], ModelT],
+        find: Callable[[], ModelT | None],
+        find_first: Callable[[], ModelT | None] | None,
+        what: str,
+    ) -> ModelT:
+        """Send a non-idempotent request at most once in effect: before every re-send look
+        (``find``) for what the failed send may have made, and adopt it; ``find_first`` looks
+        before the first send, for what an earlier task try made."""
+        if find_first is not None and (found := find_first()) is not None:
+            self.log.info("Adopting %s made by an earlier attempt", what)
+            return found
+        sends_left = self.settings.max_retries + 1
+        while True:
+            sends_left -= 1
+            try:
+                return send()
+            except ManagedAgentsError as exc:
+                if not is_ambiguous(exc) or sends_left <= 0:
+                    raise
+                self.log.warning("%s; checking whether the %s was made before sending again", exc, what)
+                if (found := find()) is not None:
+                    self.log.info("Adopting the %s that the failed attempt made", what)
+                    return found
 
     def get_deployment(self, deployment_id: str) -> Deployment:
         return self._call(self._get_deployment_call(deployment_id))
@@ -302,11 +363,42 @@ class ManagedAgentsHook(BaseHook):
     def unpause_deployment(self, deployment_id: str) -> Deployment:
         return self._call(self._action_call(deployment_id, "unpause"))
 
-    def run_deployment(self, deployment_id: str, *, retry_ambiguous: bool = False) -> DeploymentRun:
-        """Start a manual run now. Like create, never blindly re-sent after an ambiguous failure."""
+    def run_deployment(
+        self,
+        deployment_id: str,
+        *,
+        adopt_since: datetime | None = None,
+        look_first: bool = False,
+        retry_ambiguous: bool = False,
+    ) -> DeploymentRun:
+        """Start a manual run now and return its run record.
+
+        Never blindly re-sent once the request may have reached the server. With
+        ``adopt_since``, an ambiguous failure first looks for a manual run of this deployment
+        created at or after ``adopt_since`` and adopts it; with ``look_first`` (an Airflow task
+        retry), a session-creating manual run in that window is adopted before sending. The API
+        has no idempotency key for runs, so a manual run started by someone else in that window
+        would be adopted too; keep the window small.
+        """
         path = f"/v1/deployments/{_path_id(deployment_id, 'deployment_id')}/run"
         call = Call("POST", path, DeploymentRun, idempotent=False, retry_ambiguous=retry_ambiguous)
-        return self._call(call)
+        if adopt_since is None:
+            return self._call(call)
+
+        def find(successful_only: bool) -> DeploymentRun | None:
+            page = self.list_deployment_runs_page(
+                deployment_id=deployment_id,
+                trigger_type="manual",
+                has_error=False if successful_only else None,
+                created_at_gte=adopt_since,
+                limit=DEPLOYMENT_RUNS_PAGE_MAX,
+            )
+            return min(page.data, key=lambda run: (run.created_at, run.id), default=None)
+
+        # A failed send adopts whatever run it made, failed or not; an earlier task try that
+        # ended with a run error must be run again, so only a run that created a session counts.
+        earlier_try = (lambda: find(True)) if look_first else None
+        return self._exactly_once(lambda: self._call(call), lambda: find(False), earlier_try, "manual run")
 
     # --- deployment runs ---------------------------------------------------------------------
 

@@ -213,6 +213,25 @@ def error_from_response(response: httpx.Response, call: Call[Any]) -> ManagedAge
     )
 
 
+AMBIGUOUS_STATUSES = frozenset({408, 409, 500, 502, 503, 504})
+
+
+def is_ambiguous(exc: BaseException) -> bool:
+    """Whether a failed non-idempotent request may still have taken effect on the server."""
+    if isinstance(exc, ManagedAgentsConnectionError):
+        return exc.request_sent is not False
+    if isinstance(exc, ManagedAgentsAPIError):
+        return exc.status in AMBIGUOUS_STATUSES or (exc.status >= 500 and exc.status not in UNPROCESSED_STATUSES)
+    return False
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failure is the service's passing trouble (worth waiting out), not a verdict."""
+    if isinstance(exc, ManagedAgentsConnectionError):
+        return True
+    return isinstance(exc, ManagedAgentsAPIError) and exc.status in RETRYABLE_STATUSES
+
+
 def error_from_transport(exc: httpx.TransportError, call: Call[Any]) -> ManagedAgentsConnectionError:
     sent = not isinstance(exc, _UNSENT_ERRORS)
     # The httpx message never holds headers, so it cannot leak the key.
@@ -289,13 +308,3 @@ class Attempts(Generic[ModelT]):
         if not last.is_success:
             raise error_from_response(last, self.call)
         return self.call.response_model.model_validate_json(last.content)
-
-    @property
-    def may_have_taken_effect(self) -> bool:
-        """After a failure: could the server have acted on the request anyway?"""
-        last = self._last
-        if isinstance(last, ManagedAgentsConnectionError):
-            return last.request_sent is not False
-        if isinstance(last, httpx.Response):
-            return last.status_code >= 500 and last.status_code not in UNPROCESSED_STATUSES
-        return False

@@ -52,3 +52,10 @@ def tag_or_fallback(known: Iterable[str], fallback: str) -> Callable[[Any], str]
         return tag if tag in known_tags else fallback
 
     return discriminate
+
+
+def parse_timestamp(value: str | datetime) -> pendulum.DateTime:
+    """An RFC 3339 string or a datetime as an aware pendulum DateTime (zone-less = UTC)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return _as_pendulum(value)

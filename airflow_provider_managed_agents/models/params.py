@@ -37,6 +37,7 @@ RESOURCES_MAX = 500
 VAULT_IDS_MAX = 50
 DEPLOYMENTS_PAGE_MAX = 100
 DEPLOYMENT_RUNS_PAGE_MAX = 1000
+IDEMPOTENCY_METADATA_KEY = "airflow_idempotency_key"
 
 
 def _check_metadata_entries(metadata: dict[str, str | None]) -> None:
@@ -151,6 +152,26 @@ class CreateDeploymentParams(_RequestParams):
     schedule: ScheduleSpec | None = None
     vault_ids: VaultIds | None = None
     budget: Budget | None = None
+
+
+def with_idempotency_marker(params: CreateDeploymentParams, key: str) -> CreateDeploymentParams:
+    """``params`` with the idempotency marker in ``metadata``, within the metadata limits.
+
+    The author's own value for the marker key wins; without room for the marker (16 pairs
+    already), a ManagedAgentsValidationError says so rather than losing exactly-once silently.
+    """
+    metadata = dict(params.metadata or {})
+    if metadata.get(IDEMPOTENCY_METADATA_KEY, key) != key:
+        return params
+    metadata[IDEMPOTENCY_METADATA_KEY] = key
+    try:
+        check_metadata(metadata)
+    except ValueError as exc:
+        raise ManagedAgentsValidationError(
+            "create_deployment parameters",
+            [("metadata", f"no room for the idempotency marker {IDEMPOTENCY_METADATA_KEY!r}: {exc}")],
+        ) from None
+    return params.model_copy(update={"metadata": metadata})
 
 
 class UpdateDeploymentParams(_RequestParams):

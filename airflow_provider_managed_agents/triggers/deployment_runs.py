@@ -1,0 +1,76 @@
+"""ManagedAgentsDeploymentRunTrigger: the deferrable half of the deployment-run sensor.
+
+Runs in the triggerer's event loop and uses the hook's async client (one shared connection pool
+per loop and connection). It asks the same question and reaches the same verdict as the sensor,
+through :class:`~airflow_provider_managed_agents.waiting.RunWait`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pendulum
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
+from airflow_provider_managed_agents.hooks.wire import is_transient
+from airflow_provider_managed_agents.waiting import RunWait, Verdict, look_async
+
+
+def event_payload(verdict: Verdict, wait: RunWait) -> dict[str, Any]:
+    """A JSON-safe event: the run (or the deployment that cannot fire) to re-judge on the worker."""
+    payload: dict[str, Any] = {"status": verdict.status, "reason": verdict.reason, "wait": wait.to_dict()}
+    if verdict.run is not None:
+        payload["run"] = verdict.run.model_dump(mode="json")
+    if verdict.deployment is not None:
+        payload["deployment"] = verdict.deployment.model_dump(mode="json")
+    return payload
+
+
+class ManagedAgentsDeploymentRunTrigger(BaseTrigger):
+    """Wait for a deployment run; fire one event when it resolves.
+
+    :param wait: the question, as :meth:`RunWait.to_dict` (deployment_run_id or deployment_id,
+        trigger_type, created_after, wait_through_retryable, poll_interval).
+    :param managed_agents_conn_id: the ``managed_agents`` connection.
+
+    Transient API errors are retried by the hook; when retries run out the trigger waits one
+    ``poll_interval`` and looks again rather than failing.
+    """
+
+    def __init__(self, *, wait: dict[str, Any], managed_agents_conn_id: str = "managed_agents_default") -> None:
+        super().__init__()
+        self.wait = RunWait.from_dict(wait)
+        self.managed_agents_conn_id = managed_agents_conn_id
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"wait": self.wait.to_dict(), "managed_agents_conn_id": self.managed_agents_conn_id},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = ManagedAgentsHook(managed_agents_conn_id=self.managed_agents_conn_id)
+
+        async def call(name: str, kwargs: dict[str, Any]) -> Any:
+            return await getattr(hook, f"a{name}")(**kwargs)
+
+        while True:
+            try:
+                verdict = await look_async(self.wait, call)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                self.log.warning("Transient API error while waiting (%s); looking again later", exc)
+                await asyncio.sleep(self.wait.poll_interval)
+                continue
+            if verdict.done:
+                self.log.info("Resolved: %s", verdict.reason)
+                yield TriggerEvent(event_payload(verdict, self.wait))
+                return
+            assert verdict.next_look_at is not None
+            delay = (verdict.next_look_at - pendulum.now("UTC")).total_seconds()
+            self.log.info("Nothing yet; next look at %s", verdict.next_look_at.isoformat())
+            await asyncio.sleep(max(delay, 0.0))
