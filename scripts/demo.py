@@ -1,0 +1,154 @@
+"""`make demo`: run the `deployment_lifecycle` example DAG end to end with `airflow dags test`.
+
+Against the local emulator by default (started and stopped here, seeded with an agent and an
+environment). With ANTHROPIC_API_KEY, MANAGED_AGENTS_AGENT_ID and MANAGED_AGENTS_ENVIRONMENT_ID
+set, the same DAG runs against the real API instead. Airflow's home is `.demo/airflow` (SQLite,
+git-ignored). Prints a short summary and exits non-zero when anything failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_HOME = REPO / ".demo"
+AIRFLOW_HOME = DEMO_HOME / "airflow"
+DAG_ID = "deployment_lifecycle"
+BIN = Path(sys.executable).parent
+DEMO_KEY = "demo-emulator-key"
+
+
+def airflow_env(extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        AIRFLOW_HOME=str(AIRFLOW_HOME),
+        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "example_dags"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",
+    )
+    env.update(extra)
+    return env
+
+
+def start_emulator() -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "airflow_provider_managed_agents.emulator",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--api-key",
+            DEMO_KEY,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        print(f"  emulator | {line.rstrip()}")
+        match = re.match(r"listening on (http://\S+)", line)
+        if match:
+            return process, match.group(1)
+    process.kill()
+    raise SystemExit("the emulator did not start")
+
+
+def control(base_url: str, path: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        f"{base_url}/_emulator/{path}",
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"content-type": "application/json"},
+        method="POST" if body is not None else "GET",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def run(cmd: list[str], env: dict[str, str], log: Path | None = None) -> int:
+    if log is None:
+        return subprocess.run(cmd, env=env, check=False).returncode
+    with log.open("w") as out:
+        return subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+
+
+def main() -> int:
+    AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
+    real_api = all(
+        os.environ.get(k) for k in ("ANTHROPIC_API_KEY", "MANAGED_AGENTS_AGENT_ID", "MANAGED_AGENTS_ENVIRONMENT_ID")
+    )
+    emulator = None
+    extra: dict[str, str] = {}
+    if real_api:
+        print("Running against the real API (ANTHROPIC_API_KEY is set)")
+        extra["AIRFLOW_VAR_MANAGED_AGENTS_AGENT_ID"] = os.environ["MANAGED_AGENTS_AGENT_ID"]
+        extra["AIRFLOW_VAR_MANAGED_AGENTS_ENVIRONMENT_ID"] = os.environ["MANAGED_AGENTS_ENVIRONMENT_ID"]
+    else:
+        print("Starting the Managed Agents emulator")
+        emulator, base_url = start_emulator()
+        world = control(base_url, "state")
+        print(
+            f"  seeded: agents {sorted(a['id'] for a in world.get('agents', []))}, "
+            f"environments {sorted(e['id'] for e in world.get('environments', []))}"
+        )
+        extra["AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT"] = json.dumps(
+            {"conn_type": "managed_agents", "host": base_url, "password": DEMO_KEY}
+        )
+        extra["AIRFLOW_VAR_MANAGED_AGENTS_AGENT_ID"] = "agent_demo"
+        extra["AIRFLOW_VAR_MANAGED_AGENTS_ENVIRONMENT_ID"] = "env_demo"
+    env = airflow_env(extra)
+    try:
+        print(f"Preparing Airflow's metadata database in {AIRFLOW_HOME.relative_to(REPO)}")
+        if run([str(BIN / "airflow"), "db", "migrate"], env, DEMO_HOME / "db-migrate.log") != 0:
+            print(f"airflow db migrate failed; see {DEMO_HOME / 'db-migrate.log'}")
+            return 1
+        log = DEMO_HOME / f"{DAG_ID}.log"
+        print(f"Running `airflow dags test {DAG_ID}` (log: {log.relative_to(REPO)})")
+        started = time.monotonic()
+        code = run([str(BIN / "airflow"), "dags", "test", DAG_ID], env, log)
+        elapsed = time.monotonic() - started
+        return summarize(log.read_text(), code, elapsed, base_url if emulator else None)
+    finally:
+        if emulator is not None:
+            emulator.terminate()
+            emulator.wait(timeout=30)
+
+
+def summarize(output: str, code: int, elapsed: float, base_url: str | None) -> int:
+    states = dict(re.findall(r"task_id=(\w+)[^\n]*?(?:new_state|state)=(\w+)", output))
+    dagrun = re.search(r"DagRun Finished: .*?state=(\w+)", output)
+    dag_state = dagrun.group(1) if dagrun else ("success" if code == 0 else "failed")
+    print()
+    print(f"DAG {DAG_ID}: {dag_state} in {elapsed:.1f}s (airflow dags test exit code {code})")
+    for task_id, state in states.items():
+        print(f"  {task_id:<20} {state}")
+    if base_url:
+        world = control(base_url, "state")
+        for deployment in world.get("deployments", []):
+            print(
+                f"  deployment {deployment['id']} {deployment['name']!r}: "
+                f"{'archived' if deployment.get('archived_at') else deployment['status']}"
+            )
+        for run_record in world.get("runs", []):
+            outcome = run_record.get("session_id") or (run_record.get("error") or {}).get("type")
+            print(f"  run {run_record['id']} ({run_record['trigger_context']['type']}): {outcome}")
+    ok = code == 0 and dag_state == "success"
+    print("Demo succeeded." if ok else "Demo FAILED: see the log above.")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
