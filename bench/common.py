@@ -67,6 +67,10 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[objec
             print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
 
 
+def _jsonable(value: object) -> object:
+    return asdict(value) if hasattr(value, "__dataclass_fields__") else str(value)  # type: ignore[call-overload]
+
+
 def write_results(name: str, payload: dict[str, object]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

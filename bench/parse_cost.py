@@ -69,7 +69,10 @@ EMPTY_DAG = DAG_TEMPLATE.format(
     imports="from airflow.providers.standard.operators.empty import EmptyOperator",
     task='EmptyOperator(task_id=f"empty_{i}")',
 )
-PARSE = "from airflow.dag_processing.dagbag import DagBag; b = DagBag({path!r}); assert not b.import_errors, b.import_errors"
+PARSE = (
+    "from airflow.dag_processing.dagbag import DagBag; b = DagBag({path!r}); "
+    "assert not b.import_errors, b.import_errors"
+)
 
 
 def installed(module: str | None) -> bool:
