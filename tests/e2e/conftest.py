@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 BIN = Path(sys.executable).parent
+TEST_DAGS = Path(__file__).resolve().parent / "dags"
 
 
 @dataclass

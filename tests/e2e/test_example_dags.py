@@ -1,0 +1,175 @@
+"""The example DAGs and the sensor, run for real by `airflow dags test` against the emulator."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pendulum
+import pytest
+
+from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
+
+pytestmark = pytest.mark.timeout(400)
+
+
+def control(emulator: Any, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    response = httpx.request(method, f"{emulator.base_url}/_emulator/{path}", json=body, timeout=10)
+    response.raise_for_status()
+    return response.json() if response.content else None
+
+
+def state(emulator: Any) -> dict[str, Any]:
+    return control(emulator, "GET", "state")
+
+
+@pytest.fixture
+def hook(managed_agents_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> ManagedAgentsHook:
+    monkeypatch.setenv("AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT", managed_agents_emulator.connection_json())
+    return ManagedAgentsHook()
+
+
+def new_deployment(hook: ManagedAgentsHook, *, schedule: str | None = None) -> str:
+    params: dict[str, Any] = {
+        "agent": "agent_demo",
+        "environment_id": "env_demo",
+        "name": "e2e",
+        "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "go"}]}],
+    }
+    if schedule:
+        params["schedule"] = {"type": "cron", "expression": schedule, "timezone": "UTC"}
+    return hook.create_deployment(params).id
+
+
+def later(seconds: float, action: Any) -> threading.Thread:
+    thread = threading.Thread(target=lambda: (time.sleep(seconds), action()), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_example_dags_import_without_errors() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(Path(__file__).resolve().parents[2] / "example_dags"))
+    assert bag.import_errors == {}
+    assert {"deployment_lifecycle", "data_pipeline_trigger", "agent_version_rollout"} <= set(bag.dag_ids)
+
+
+def test_deployment_lifecycle_end_to_end(run_dag: Any, managed_agents_emulator: Any) -> None:
+    result = run_dag("deployment_lifecycle")
+    assert result.state == "success", result
+    assert set(result.task_states.values()) == {"success"}, result
+    deployment_id = result.xcom[("create_deployment", "return_value")]
+    assert deployment_id.startswith("depl_")
+    session_id = result.xcom[("wait_for_session", "session_id")]
+    assert session_id.startswith("sesn_")
+    assert result.xcom[("run_now", "session_id")] == session_id
+    assert result.xcom[("create_deployment", "deployment")]["metadata"]["airflow_task_id"] == "create_deployment"
+    world = state(managed_agents_emulator)
+    (deployment,) = [d for d in world["deployments"] if d["id"] == deployment_id]
+    assert deployment["archived_at"] is not None
+    runs = [r for r in world["runs"] if r["deployment_id"] == deployment_id]
+    assert [r["trigger_context"]["type"] for r in runs] == ["manual"]
+
+
+def test_data_pipeline_hands_the_session_downstream(run_dag: Any) -> None:
+    result = run_dag("data_pipeline_trigger")
+    assert result.state == "success", result
+    assert result.task_states["publish_session"] == "success", result
+    assert result.task_states["handle_run_failure"] == "skipped", result
+    assert result.xcom[("publish_session", "return_value")] == result.xcom[("run_agent", "session_id")]
+
+
+def test_a_typed_run_error_fails_the_run_and_takes_the_failure_branch(
+    run_dag: Any, managed_agents_emulator: Any
+) -> None:
+    control(managed_agents_emulator, "POST", "environments/env_demo/archive", {})
+    result = run_dag("data_pipeline_trigger")
+    assert result.state == "failed", result
+    assert result.task_states["run_agent"] == "failed", result
+    assert result.task_states["publish_session"] == "upstream_failed", result
+    assert result.task_states["handle_run_failure"] == "success", result
+    assert result.task_states["archive"] == "success", result  # the teardown still ran
+    assert result.xcom[("handle_run_failure", "return_value")] == "environment_archived_error"
+    assert "EnvironmentArchivedRunError" in result.output
+    # Terminal: failed at once, no retry, so exactly one run was recorded.
+    world = state(managed_agents_emulator)
+    assert len([r for r in world["runs"] if r["error"]]) == 1
+
+
+def test_agent_version_rollout_pins_the_new_version(run_dag: Any, managed_agents_emulator: Any) -> None:
+    control(managed_agents_emulator, "POST", "agents/agent_demo/versions", {})
+    result = run_dag("agent_version_rollout", conf={"agent_version": 2, "vault_ids": ["vlt_a", "vlt_b"]})
+    assert result.state == "success", result
+    updated = result.xcom[("pin_new_agent_version", "deployment")]
+    assert updated["agent"]["version"] == 2
+    assert updated["vault_ids"] == ["vlt_a", "vlt_b"]
+    assert updated["metadata"]["rolled_out_by"] == "agent_version_rollout"
+
+
+@pytest.mark.parametrize("mode", ["deferrable", "poke", "reschedule"])
+def test_sensor_passes_on_a_manual_run(run_dag: Any, hook: ManagedAgentsHook, mode: str) -> None:
+    deployment_id = new_deployment(hook)
+    since = pendulum.now("UTC")
+    later(2, lambda: hook.run_deployment(deployment_id))
+    conf = {"deployment_id": deployment_id, "trigger_type": "manual", "created_after": since.isoformat()}
+    result = run_dag(f"wait_for_run_{mode}", conf=conf, test_dags=True)
+    assert result.state == "success", result
+    session_id = result.xcom[("gate", "session_id")]
+    assert session_id.startswith("sesn_")
+    assert result.xcom[("after_gate", "return_value")] == session_id
+
+
+@pytest.mark.parametrize("mode", ["deferrable", "poke"])
+def test_sensor_passes_on_a_scheduled_fire(
+    run_dag: Any, hook: ManagedAgentsHook, managed_agents_emulator: Any, mode: str
+) -> None:
+    # A daily schedule never fires by itself during the test; the control endpoint fires it.
+    deployment_id = new_deployment(hook, schedule="0 3 * * *")
+    since = pendulum.now("UTC")
+    later(2, lambda: control(managed_agents_emulator, "POST", f"deployments/{deployment_id}/fire", {}))
+    conf = {"deployment_id": deployment_id, "trigger_type": None, "created_after": since.isoformat()}
+    result = run_dag(f"wait_for_run_{mode}", conf=conf, test_dags=True)
+    assert result.state == "success", result
+    run = result.xcom[("gate", "deployment_run")]
+    assert run["trigger_context"]["type"] == "schedule"
+
+
+def test_a_typed_error_fails_the_sensor_and_its_downstream(
+    run_dag: Any, hook: ManagedAgentsHook, managed_agents_emulator: Any
+) -> None:
+    deployment_id = new_deployment(hook)
+    since = pendulum.now("UTC")
+    control(managed_agents_emulator, "POST", "organization", {"disabled": True})
+    later(2, lambda: hook.run_deployment(deployment_id))
+    conf = {"deployment_id": deployment_id, "trigger_type": "manual", "created_after": since.isoformat()}
+    result = run_dag("wait_for_run_deferrable", conf=conf, test_dags=True)
+    assert result.task_states["gate"] == "failed", result
+    assert result.task_states["after_gate"] == "upstream_failed", result
+    assert "OrganizationDisabledRunError" in result.output
+
+
+def test_an_auto_pause_while_waiting_fails_fast(
+    run_dag: Any, hook: ManagedAgentsHook, managed_agents_emulator: Any
+) -> None:
+    deployment_id = new_deployment(hook, schedule="0 3 * * *")
+    control(managed_agents_emulator, "POST", "vaults", {"id": "vlt_gone"})
+    hook.update_deployment(deployment_id, {"vault_ids": ["vlt_gone"]})
+    control(managed_agents_emulator, "DELETE", "vaults/vlt_gone")
+    control(managed_agents_emulator, "POST", f"deployments/{deployment_id}/fire", {})
+    paused = hook.get_deployment(deployment_id)
+    assert paused.status == "paused"
+    started = time.monotonic()
+    conf = {
+        "deployment_id": deployment_id,
+        "trigger_type": "schedule",
+        "created_after": pendulum.now("UTC").isoformat(),
+    }
+    result = run_dag("wait_for_run_deferrable", conf=conf, test_dags=True)
+    assert result.task_states["gate"] == "failed", result
+    assert "DeploymentPausedError" in result.output
+    assert "vault_not_found_error" in result.output
+    assert time.monotonic() - started < 120  # failed on its first look, not at the sensor's timeout
