@@ -51,6 +51,39 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "hook-class-name": f"{PACKAGE}.hooks.managed_agents.ManagedAgentsHook",
                 "connection-type": "managed_agents",
+                "hook-name": "Anthropic Managed Agents",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "login", "port"],
+                    "relabeling": {"host": "Base URL", "password": "API key"},
+                    "placeholders": {"host": "https://api.anthropic.com", "password": "sk-ant-..."},
+                },
+                "conn-fields": {
+                    "workspace_id": {
+                        "label": "Workspace ID",
+                        "description": "Sent as anthropic-workspace-id, for keys that span several workspaces.",
+                        "schema": {"type": ["string", "null"], "examples": ["wrkspc_..."]},
+                    },
+                    "betas": {
+                        "label": "Extra betas",
+                        "description": "Comma-separated beta flags; managed-agents-2026-04-01 is always sent.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "timeout": {
+                        "label": "Timeout (seconds)",
+                        "description": "Per request; connecting is limited to 5 s.",
+                        "schema": {"type": ["number", "null"], "default": 60, "minimum": 1},
+                    },
+                    "max_retries": {
+                        "label": "Max retries",
+                        "description": "Retries of transient failures (429, 5xx, 529, connection errors).",
+                        "schema": {"type": ["integer", "null"], "default": 2, "minimum": 0},
+                    },
+                    "console_url": {
+                        "label": "Console base URL",
+                        "description": "Base of the operators' extra link to the deployment.",
+                        "schema": {"type": ["string", "null"], "default": "https://platform.claude.com"},
+                    },
+                },
             }
         ],
     }

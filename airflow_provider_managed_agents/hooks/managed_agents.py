@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 import weakref
@@ -71,9 +70,14 @@ def _coerce(model: type[ParamsT], data: ParamsT | Mapping[str, Any], what: str) 
     return data if isinstance(data, model) else validate_params(model, dict(data), what)
 
 
-def settings_from_connection(conn: Connection) -> Settings:
-    """Read :class:`Settings` from an Airflow connection of type ``managed_agents``."""
-    extra = conn.extra_dejson or {}
+def settings_from_connection(conn: Connection, extra: Mapping[str, Any] | None = None) -> Settings:
+    """Read :class:`Settings` from an Airflow connection of type ``managed_agents``.
+
+    ``extra`` is the decoded extra field when the caller already has it (the async path reads it
+    without blocking the triggerer's event loop).
+    """
+    extra = conn.extra_dejson if extra is None else extra
+    extra = extra or {}
     if not conn.password:
         raise ManagedAgentsValidationError(f"connection {conn.conn_id!r}", [("password", "the API key is missing")])
     base_url = DEFAULT_BASE_URL
@@ -141,26 +145,6 @@ class ManagedAgentsHook(BaseHook):
 
     # --- connection ------------------------------------------------------------------------
 
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": ["schema", "login", "port"],
-            "relabeling": {"host": "Base URL", "password": "API key"},
-            "placeholders": {
-                "host": DEFAULT_BASE_URL,
-                "password": "sk-ant-...",
-                "extra": json.dumps(
-                    {
-                        "workspace_id": "wrkspc_...",
-                        "betas": [],
-                        "timeout": DEFAULT_TIMEOUT_SECONDS,
-                        "max_retries": DEFAULT_MAX_RETRIES,
-                        "console_url": DEFAULT_CONSOLE_URL,
-                    }
-                ),
-            },
-        }
-
     def _settings_from_env(self) -> Settings:
         key = os.environ.get("ANTHROPIC_API_KEY")
         if not key:
@@ -195,7 +179,9 @@ class ManagedAgentsHook(BaseHook):
                 conn = await self.aget_connection(self.managed_agents_conn_id)
             except AirflowNotFoundException:
                 return self._remember(self._settings_from_env())
-            return self._remember(settings_from_connection(conn))
+            read_extra = getattr(conn, "aextra_dejson", None)  # Airflow >= 3.3.2
+            extra = await read_extra() if read_extra is not None else None
+            return self._remember(settings_from_connection(conn, extra))
         return self._settings
 
     # --- transport -------------------------------------------------------------------------
