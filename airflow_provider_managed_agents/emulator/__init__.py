@@ -1,0 +1,54 @@
+"""A stateful local emulator of the Managed Agents Deployments API, over real HTTP.
+
+Start it::
+
+    python -m airflow_provider_managed_agents.emulator --host 127.0.0.1 --port 8765 [--api-key KEY]
+        [--state-file PATH] [--max-jitter SECONDS]
+
+It prints its default world (agent ``agent_demo`` version 1, environment ``env_demo``), then one
+line ``listening on http://HOST:PORT``; SIGTERM or SIGINT stops it cleanly. Without ``--api-key``
+any non-empty key is accepted (``x-api-key`` or ``Authorization: Bearer``). Point a connection
+at it: ``{"conn_type": "managed_agents", "host": "http://127.0.0.1:8765", "password": "KEY"}``.
+In tests, use the ``managed_agents_emulator`` pytest fixture (installed with this package) or
+:func:`airflow_provider_managed_agents.emulator.server.run_emulator`.
+
+The API (``/v1/deployments...``, ``/v1/deployment_runs...``) validates requests with the
+provider's own models and answers in the API's error envelope with a ``request-id`` header.
+Choices where the API documents nothing: lists are newest first (created_at, then id); pausing a
+paused deployment, unpausing an active one and archiving an archived one answer 200 unchanged;
+running or modifying an archived deployment is a 400 ``invalid_request_error``; a manual run of a
+deployment whose agent is archived archives the deployment and answers 400; a missing beta header
+or ``anthropic-version`` is a 400 ``invalid_request_error``.
+
+Schedules fire for real on the emulator's clock (wall clock plus an offset you can advance), each
+with a fixed per-deployment jitter in ``[0, max_jitter]``, never while paused or archived, without
+backfill, at most once per ``(deployment, scheduled_at)``. A failed scheduled fire auto-pauses the
+deployment unless the error is ``session_rate_limited_error`` or ``session_creation_rejected_error``.
+
+Control endpoints (JSON, no auth), off the API's path space:
+
+===================================================  =============================================
+``POST /_emulator/reset``                             back to the default world; clears faults, counters
+``GET /_emulator/state``                              world objects, deployments (incl. archived), runs, now
+``POST /_emulator/{kind}`` ``{"id"?, "skills"?}``     add an agent/environment/vault/file/memory store/skill
+                                                     (kind: agents, environments, vaults, files,
+                                                     memory_stores, skills)
+``POST /_emulator/{kind}/{id}/archive``               archive it
+``DELETE /_emulator/{kind}/{id}``                     delete it (runs then fail with *_not_found_error)
+``POST /_emulator/agents/{id}/versions``              publish a new agent version
+``POST /_emulator/organization`` ``{"disabled"}``     disable/enable the organization
+``POST /_emulator/workspace`` ``{"archived"}``        archive/unarchive the workspace
+``POST /_emulator/rate_limit``                        ``{"sessions_per_minute": N | null}``
+``POST /_emulator/deployments/{id}/next_run_error``   ``{"type", "message"?}``: the next run fails so
+                                                     (any type string, also unknown ones)
+``POST /_emulator/deployments/{id}/fire``             a scheduled fire now -> ``{"run", "deployment"}``
+``POST /_emulator/clock`` ``{"advance_seconds"}``     move the emulator's clock forward
+``POST /_emulator/faults``                            ``{"rate", "kinds", "endpoints", "retry_after",
+                                                     "latency_ms", "count", "seed"}``; kinds: 429, 529,
+                                                     500, 503, latency, drop, commit_then_drop;
+                                                     endpoints like ``"POST /v1/deployments"`` or ``"*"``
+``DELETE /_emulator/faults``                          stop injecting
+``GET /_emulator/requests``                           ``{"total", "by_endpoint", "faults"}``
+``DELETE /_emulator/requests``                        reset the counters
+===================================================  =============================================
+"""

@@ -1,0 +1,52 @@
+"""``python -m airflow_provider_managed_agents.emulator --host 127.0.0.1 --port PORT [--api-key KEY]``"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from airflow_provider_managed_agents.emulator.app import Emulator
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m airflow_provider_managed_agents.emulator",
+        description="A local emulator of the Managed Agents Deployments API.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    parser.add_argument("--api-key", default=None, help="the only key accepted (default: any non-empty key)")
+    parser.add_argument("--state-file", type=Path, default=None, help="SQLite file that keeps state across restarts")
+    parser.add_argument("--max-jitter", type=float, default=10.0, help="upper bound of the per-schedule jitter (s)")
+    args = parser.parse_args(argv)
+
+    emulator = Emulator(api_key=args.api_key, max_jitter=args.max_jitter, state_file=args.state_file)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    host, port = sock.getsockname()[:2]
+    print(emulator.world.describe(), flush=True)
+    config = uvicorn.Config(emulator.app, log_level="warning", access_log=False, lifespan="on", timeout_keep_alive=30)
+    server = uvicorn.Server(config)
+
+    async def serve() -> None:
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            if task.done():
+                await task
+                return
+            await asyncio.sleep(0.01)
+        print(f"listening on http://{host}:{port}", flush=True)
+        await task
+
+    asyncio.run(serve())  # uvicorn handles SIGINT/SIGTERM and returns after a graceful shutdown
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

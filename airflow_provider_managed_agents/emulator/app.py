@@ -1,0 +1,378 @@
+"""The emulator's HTTP surface: the Deployments API under ``/v1`` and controls under ``/_emulator``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from airflow_provider_managed_agents.emulator.faults import FaultPlan
+from airflow_provider_managed_agents.emulator.world import WORLD_KINDS, ApiProblem, World, bad_request, not_found
+from airflow_provider_managed_agents.exceptions import ManagedAgentsValidationError
+from airflow_provider_managed_agents.hooks.wire import MANAGED_AGENTS_BETA
+from airflow_provider_managed_agents.models.params import (
+    CreateDeploymentParams,
+    DeploymentListFilters,
+    DeploymentRunListFilters,
+    UpdateDeploymentParams,
+    validate_params,
+)
+
+SCHEDULER_TICK_SECONDS = 0.25
+IGNORED_QUERY = frozenset({"beta"})
+Handler = Callable[[Request], Awaitable[Any]]
+
+
+def _json(
+    data: Any, status: int = 200, request_id: str | None = None, headers: dict[str, str] | None = None
+) -> Response:
+    all_headers = {"request-id": request_id or f"req_{secrets.token_hex(12)}", **(headers or {})}
+    return Response(json.dumps(data), status_code=status, media_type="application/json", headers=all_headers)
+
+
+def _error(status: int, error_type: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    request_id = f"req_{secrets.token_hex(12)}"
+    body = {"type": "error", "error": {"type": error_type, "message": message}, "request_id": request_id}
+    return _json(body, status, request_id, headers)
+
+
+class DropConnection(Exception):
+    """Raised after the response has started, so that the server cuts the connection."""
+
+
+class _QuietDrops(logging.Filter):
+    """An injected drop is not a server error: keep it out of uvicorn's error log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], DropConnection))
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
+
+
+class Emulator:
+    """Holds the world, the fault plan and the request counters; builds the ASGI app."""
+
+    def __init__(self, *, api_key: str | None = None, max_jitter: float = 10.0, state_file: Path | None = None):
+        self.api_key = api_key
+        self.world = World(max_jitter=max_jitter, state_file=state_file)
+        self.faults = FaultPlan()
+        self.requests: Counter[str] = Counter()
+        self.faults_injected = 0
+        self.app = Starlette(routes=self._routes(), lifespan=self._lifespan)
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(self._scheduler())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _scheduler(self) -> None:
+        while True:
+            if self.world.tick():
+                self.world.save()
+            await asyncio.sleep(SCHEDULER_TICK_SECONDS)
+
+    def _authenticate(self, request: Request) -> Response | None:
+        key = request.headers.get("x-api-key")
+        auth = request.headers.get("authorization", "")
+        if not key and auth.lower().startswith("bearer "):
+            key = auth[7:].strip()
+        if not key or (self.api_key is not None and not secrets.compare_digest(key, self.api_key)):
+            return _error(401, "authentication_error", "invalid x-api-key")
+        if not request.headers.get("anthropic-version"):
+            return _error(400, "invalid_request_error", "anthropic-version: header is required")
+        betas = {b.strip() for b in request.headers.get("anthropic-beta", "").split(",")}
+        if MANAGED_AGENTS_BETA not in betas:
+            return _error(
+                400,
+                "invalid_request_error",
+                f"anthropic-beta: this endpoint requires the beta header to include {MANAGED_AGENTS_BETA}",
+            )
+        return None
+
+    def api(self, endpoint: str, handler: Handler, *, writes: bool = False) -> Callable[..., Any]:
+        """Wrap an API handler: count it, authenticate, inject faults, answer errors in the envelope."""
+
+        async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+            request = Request(scope, receive)
+            self.requests[endpoint] += 1
+            fault = self.faults.pick(endpoint)
+            if fault is not None:
+                self.faults_injected += 1
+            response: Response
+            if fault in ("429", "529", "500", "503"):
+                response = self._fault_response(fault)
+            elif fault == "drop":
+                await _cut(send)
+                return
+            else:
+                if fault == "latency":
+                    await asyncio.sleep(self.faults.latency_ms / 1000)
+                response = self._authenticate(request) or await self._answer(request, handler, writes)
+                if fault == "commit_then_drop":
+                    await _cut(send)
+                    return
+            await response(scope, receive, send)
+
+        return asgi
+
+    def _fault_response(self, fault: str) -> Response:
+        if fault == "429":
+            return _error(
+                429, "rate_limit_error", "injected: rate limited", {"retry-after": f"{self.faults.retry_after:g}"}
+            )
+        if fault == "529":
+            return _error(529, "overloaded_error", "injected: overloaded")
+        return _error(int(fault), "api_error", f"injected: {fault}")
+
+    async def _answer(self, request: Request, handler: Handler, writes: bool) -> Response:
+        try:
+            data = await handler(request)
+        except ApiProblem as problem:
+            return _error(problem.status, problem.error_type, problem.message)
+        except ManagedAgentsValidationError as invalid:
+            return _error(400, "invalid_request_error", "; ".join(f"{p}: {m}" if p else m for p, m in invalid.problems))
+        if writes:
+            self.world.save()
+        return _json(data)
+
+    # --- API handlers ------------------------------------------------------------------------
+
+    @staticmethod
+    async def _body(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if not raw:
+            return {}
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise bad_request("request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise bad_request("request body must be a JSON object")
+        return body
+
+    @staticmethod
+    def _query(request: Request) -> dict[str, str]:
+        return {k: v for k, v in request.query_params.items() if k not in IGNORED_QUERY}
+
+    async def create(self, request: Request) -> Any:
+        params = validate_params(CreateDeploymentParams, await self._body(request), "request body")
+        return self.world.render_deployment(self.world.create_deployment(params))
+
+    async def list_deployments(self, request: Request) -> Any:
+        filters = validate_params(DeploymentListFilters, self._query(request), "query")
+        return self.world.list_deployments(filters)
+
+    async def get(self, request: Request) -> Any:
+        return self.world.render_deployment(self.world.deployment(request.path_params["deployment_id"]))
+
+    async def update(self, request: Request) -> Any:
+        params = validate_params(UpdateDeploymentParams, await self._body(request), "request body")
+        return self.world.render_deployment(self.world.update_deployment(request.path_params["deployment_id"], params))
+
+    def _action(self, act: Callable[[str], dict[str, Any]]) -> Handler:
+        async def handler(request: Request) -> Any:
+            return self.world.render_deployment(act(request.path_params["deployment_id"]))
+
+        return handler
+
+    async def run(self, request: Request) -> Any:
+        return self.world.run_now(request.path_params["deployment_id"])
+
+    async def list_runs(self, request: Request) -> Any:
+        filters = validate_params(DeploymentRunListFilters, self._query(request), "query")
+        return self.world.list_runs(filters)
+
+    async def get_run(self, request: Request) -> Any:
+        return self.world.run(request.path_params["deployment_run_id"])
+
+    # --- control handlers --------------------------------------------------------------------
+
+    def control(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                data = await handler(request)
+            except ApiProblem as problem:
+                return _error(problem.status, problem.error_type, problem.message)
+            except (ValueError, KeyError, TypeError) as exc:
+                return _error(400, "invalid_request_error", str(exc))
+            self.world.save()
+            return _json(data)
+
+        return endpoint
+
+    @staticmethod
+    def _kind(request: Request) -> str:
+        kind = request.path_params["kind"]
+        if kind not in WORLD_KINDS:
+            raise not_found("kind", kind)
+        return kind
+
+    async def c_add(self, request: Request) -> Any:
+        kind, body = self._kind(request), await self._body(request)
+        return self.world.add_thing(kind, body.get("id"), body.get("skills") or ()).public(kind)
+
+    async def c_archive(self, request: Request) -> Any:
+        kind = self._kind(request)
+        thing = self.world.thing(kind, request.path_params["ident"])
+        if thing is None:
+            raise not_found(kind, request.path_params["ident"])
+        thing.archived = True
+        return thing.public(kind)
+
+    async def c_delete(self, request: Request) -> Any:
+        kind = self._kind(request)
+        thing = self.world.thing(kind, request.path_params["ident"])
+        if thing is None:
+            raise not_found(kind, request.path_params["ident"])
+        thing.deleted = True
+        return thing.public(kind)
+
+    async def c_new_version(self, request: Request) -> Any:
+        agent = self.world.thing("agents", request.path_params["ident"])
+        if agent is None:
+            raise not_found("agent", request.path_params["ident"])
+        agent.version += 1
+        return agent.public("agents")
+
+    async def c_organization(self, request: Request) -> Any:
+        self.world.organization_disabled = bool((await self._body(request)).get("disabled", True))
+        return {"disabled": self.world.organization_disabled}
+
+    async def c_workspace(self, request: Request) -> Any:
+        self.world.workspace_archived = bool((await self._body(request)).get("archived", True))
+        return {"archived": self.world.workspace_archived}
+
+    async def c_rate_limit(self, request: Request) -> Any:
+        limit = (await self._body(request)).get("sessions_per_minute")
+        self.world.sessions_per_minute = None if limit is None else int(limit)
+        return {"sessions_per_minute": self.world.sessions_per_minute}
+
+    async def c_next_run_error(self, request: Request) -> Any:
+        deployment = self.world.deployment(request.path_params["deployment_id"])
+        body = await self._body(request)
+        error = {"type": str(body["type"]), "message": str(body.get("message") or "")}
+        self.world.forced_errors[deployment["id"]].append(error)
+        return {"queued": self.world.forced_errors[deployment["id"]]}
+
+    async def c_fire(self, request: Request) -> Any:
+        run = self.world.fire(request.path_params["deployment_id"])
+        return {
+            "run": run,
+            "deployment": self.world.render_deployment(self.world.deployment(request.path_params["deployment_id"])),
+        }
+
+    async def c_clock(self, request: Request) -> Any:
+        from datetime import timedelta
+
+        body = await self._body(request)
+        self.world.clock.offset += timedelta(seconds=float(body.get("advance_seconds", 0)))
+        return {"now": self.world.snapshot()["now"]}
+
+    async def c_set_faults(self, request: Request) -> Any:
+        self.faults = FaultPlan.from_json(await self._body(request))
+        return {"rate": self.faults.rate, "kinds": list(self.faults.kinds), "endpoints": list(self.faults.endpoints)}
+
+    async def c_clear_faults(self, request: Request) -> Any:
+        self.faults = FaultPlan()
+        return {"rate": 0.0}
+
+    async def c_requests(self, request: Request) -> Any:
+        return {
+            "total": sum(self.requests.values()),
+            "by_endpoint": dict(self.requests),
+            "faults": self.faults_injected,
+        }
+
+    async def c_clear_requests(self, request: Request) -> Any:
+        self.requests.clear()
+        self.faults_injected = 0
+        return {"total": 0}
+
+    async def c_state(self, request: Request) -> Any:
+        return self.world.snapshot()
+
+    async def c_reset(self, request: Request) -> Any:
+        self.world.reset()
+        self.faults = FaultPlan()
+        self.requests.clear()
+        self.faults_injected = 0
+        return {"reset": True}
+
+    # --- routes ------------------------------------------------------------------------------
+
+    def _routes(self) -> list[Route]:
+        w = self.world
+        d = "/v1/deployments/{deployment_id}"
+        api = [
+            ("POST", "/v1/deployments", self.create, True),
+            ("GET", "/v1/deployments", self.list_deployments, False),
+            ("GET", d, self.get, False),
+            ("POST", d, self.update, True),
+            ("POST", f"{d}/archive", self._action(w.archive), True),
+            ("POST", f"{d}/pause", self._action(w.pause), True),
+            ("POST", f"{d}/unpause", self._action(w.unpause), True),
+            ("POST", f"{d}/run", self.run, True),
+            ("GET", "/v1/deployment_runs", self.list_runs, False),
+            ("GET", "/v1/deployment_runs/{deployment_run_id}", self.get_run, False),
+        ]
+        # Routes sharing a path are merged so that each method finds its handler.
+        by_path: dict[str, dict[str, Any]] = {}
+        for method, path, handler, writes in api:
+            by_path.setdefault(path, {})[method] = self.api(f"{method} {path}", handler, writes=writes)
+        routes = [Route(path, _method_switch(handlers), methods=list(handlers)) for path, handlers in by_path.items()]
+        c = "/_emulator"
+        controls = [
+            ("POST", f"{c}/reset", self.c_reset),
+            ("GET", f"{c}/state", self.c_state),
+            ("GET", f"{c}/requests", self.c_requests),
+            ("DELETE", f"{c}/requests", self.c_clear_requests),
+            ("POST", f"{c}/faults", self.c_set_faults),
+            ("DELETE", f"{c}/faults", self.c_clear_faults),
+            ("POST", f"{c}/clock", self.c_clock),
+            ("POST", f"{c}/organization", self.c_organization),
+            ("POST", f"{c}/workspace", self.c_workspace),
+            ("POST", f"{c}/rate_limit", self.c_rate_limit),
+            ("POST", f"{c}/deployments/{{deployment_id}}/fire", self.c_fire),
+            ("POST", f"{c}/deployments/{{deployment_id}}/next_run_error", self.c_next_run_error),
+            ("POST", f"{c}/agents/{{ident}}/versions", self.c_new_version),
+            ("POST", f"{c}/{{kind}}", self.c_add),
+            ("POST", f"{c}/{{kind}}/{{ident}}/archive", self.c_archive),
+            ("DELETE", f"{c}/{{kind}}/{{ident}}", self.c_delete),
+        ]
+        routes += [Route(path, self.control(handler), methods=[method]) for method, path, handler in controls]
+        return routes
+
+
+class _method_switch:
+    def __init__(self, handlers: dict[str, Callable[..., Any]]):
+        self.handlers = handlers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.handlers[scope["method"]](scope, receive, send)
+
+
+async def _cut(send: Send) -> None:
+    """Start a response that promises a body, then fail: the server closes the connection and the
+    client sees it dropped without an answer."""
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]})
+    raise DropConnection("connection dropped by fault injection")

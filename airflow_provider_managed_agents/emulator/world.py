@@ -1,0 +1,563 @@
+"""The emulator's state and the service's rules: deployments, runs, schedules and the world they
+depend on (agents, environments, vaults, files, memory stores, skills, organization).
+
+Everything here runs on the server's event loop (HTTP handlers and the scheduler alike), so no
+locking is needed. Request bodies are validated with the package's own parameter models.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import secrets
+import sqlite3
+import string
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_managed_agents.models.base import format_timestamp, parse_timestamp
+from airflow_provider_managed_agents.models.cron import fire_times_after
+from airflow_provider_managed_agents.models.enums import RunErrorType
+from airflow_provider_managed_agents.models.params import (
+    CreateDeploymentParams,
+    DeploymentListFilters,
+    DeploymentRunListFilters,
+    UpdateDeploymentParams,
+    apply_metadata_patch,
+)
+from airflow_provider_managed_agents.models.runs import NON_PAUSING_RUN_ERRORS
+
+WORLD_KINDS = ("agents", "environments", "vaults", "files", "memory_stores", "skills")
+DEFAULT_AGENT = "agent_demo"
+DEFAULT_ENVIRONMENT = "env_demo"
+UPCOMING_COUNT = 5
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_01" + "".join(secrets.choice(_ALPHABET) for _ in range(22))
+
+
+class ApiProblem(Exception):
+    """An error answer in the API's envelope."""
+
+    def __init__(self, status: int, error_type: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+
+
+def bad_request(message: str) -> ApiProblem:
+    return ApiProblem(400, "invalid_request_error", message)
+
+
+def not_found(what: str, ident: str) -> ApiProblem:
+    return ApiProblem(404, "not_found_error", f"{what} {ident!r} not found")
+
+
+@lru_cache(maxsize=8192)
+def _upcoming(expression: str, timezone: str, minute: datetime) -> tuple[str, ...]:
+    return tuple(format_timestamp(t) for t in fire_times_after(expression, timezone, minute, UPCOMING_COUNT))
+
+
+@dataclass
+class Thing:
+    """An object of the world a deployment refers to."""
+
+    id: str
+    archived: bool = False
+    deleted: bool = False
+    version: int = 1  # agents only
+    skills: list[str] = field(default_factory=list)  # agents only
+
+    def public(self, kind: str) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "archived": self.archived, "deleted": self.deleted}
+        if kind == "agents":
+            data.update(version=self.version, skills=self.skills)
+        return data
+
+
+@dataclass
+class Clock:
+    """Real time plus an adjustable offset, so tests can jump to the next fire."""
+
+    offset: timedelta = timedelta(0)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+class World:
+    """All of the emulator's state and the rules that change it."""
+
+    def __init__(self, *, max_jitter: float = 10.0, state_file: Path | None = None):
+        self.max_jitter = max_jitter
+        self.state_file = state_file
+        self.clock = Clock()
+        self.reset()
+        if state_file is not None and state_file.exists():
+            self._load()
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def reset(self) -> None:
+        self.things: dict[str, dict[str, Thing]] = {kind: {} for kind in WORLD_KINDS}
+        self.things["agents"][DEFAULT_AGENT] = Thing(DEFAULT_AGENT)
+        self.things["environments"][DEFAULT_ENVIRONMENT] = Thing(DEFAULT_ENVIRONMENT)
+        self.organization_disabled = False
+        self.workspace_archived = False
+        self.sessions_per_minute: int | None = None
+        self.deployments: dict[str, dict[str, Any]] = {}
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.runs_by_deployment: dict[str, list[str]] = defaultdict(list)
+        self.forced_errors: dict[str, list[dict[str, str]]] = defaultdict(list)
+        self.next_fire: dict[str, datetime | None] = {}
+        self.session_times: list[datetime] = []
+        self.clock = Clock()
+
+    def describe(self) -> str:
+        agents = ", ".join(f"{a.id} (version {a.version})" for a in self.things["agents"].values())
+        envs = ", ".join(self.things["environments"])
+        return f"default world: agents {agents}; environments {envs}"
+
+    # --- persistence (optional) ---------------------------------------------------------
+
+    def save(self) -> None:
+        if self.state_file is None:
+            return
+        snapshot = {
+            "things": {k: {i: t.__dict__ for i, t in v.items()} for k, v in self.things.items()},
+            "deployments": self.deployments,
+            "runs": self.runs,
+            "organization_disabled": self.organization_disabled,
+            "workspace_archived": self.workspace_archived,
+            "sessions_per_minute": self.sessions_per_minute,
+        }
+        with sqlite3.connect(self.state_file) as db:
+            db.execute("create table if not exists state (key text primary key, value text)")
+            db.execute("insert or replace into state values ('world', ?)", (json.dumps(snapshot),))
+
+    def _load(self) -> None:
+        assert self.state_file is not None
+        with sqlite3.connect(self.state_file) as db:
+            db.execute("create table if not exists state (key text primary key, value text)")
+            row = db.execute("select value from state where key = 'world'").fetchone()
+        if row is None:
+            return
+        snapshot = json.loads(row[0])
+        self.things = {k: {i: Thing(**t) for i, t in v.items()} for k, v in snapshot["things"].items()}
+        self.deployments = snapshot["deployments"]
+        self.runs = snapshot["runs"]
+        for run in sorted(self.runs.values(), key=lambda r: r["created_at"]):
+            self.runs_by_deployment[run["deployment_id"]].append(run["id"])
+        self.organization_disabled = snapshot["organization_disabled"]
+        self.workspace_archived = snapshot["workspace_archived"]
+        self.sessions_per_minute = snapshot["sessions_per_minute"]
+
+    # --- the world -----------------------------------------------------------------------
+
+    def thing(self, kind: str, ident: str) -> Thing | None:
+        found = self.things[kind].get(ident)
+        return None if found is None or found.deleted else found
+
+    def add_thing(self, kind: str, ident: str | None = None, skills: Iterable[str] = ()) -> Thing:
+        prefix = {
+            "agents": "agent",
+            "environments": "env",
+            "vaults": "vlt",
+            "files": "file",
+            "memory_stores": "memstore",
+            "skills": "skill",
+        }[kind]
+        thing = Thing(ident or new_id(prefix), skills=list(skills))
+        self.things[kind][thing.id] = thing
+        return thing
+
+    # --- deployments ---------------------------------------------------------------------
+
+    def _resolve_agent(self, agent: Any) -> dict[str, Any]:
+        agent_id = agent if isinstance(agent, str) else agent.id
+        found = self.thing("agents", agent_id)
+        if found is None:
+            raise not_found("agent", agent_id)
+        if found.archived:
+            raise bad_request(f"agent: agent {agent_id!r} is archived")
+        version = found.version if isinstance(agent, str) or agent.version is None else agent.version
+        if version > found.version:
+            raise bad_request(f"agent.version: agent {agent_id!r} has no version {version} (latest {found.version})")
+        return {"type": "agent", "id": agent_id, "version": version}
+
+    def _check_environment(self, environment_id: str) -> None:
+        found = self.thing("environments", environment_id)
+        if found is None:
+            raise not_found("environment", environment_id)
+        if found.archived:
+            raise bad_request(f"environment_id: environment {environment_id!r} is archived")
+
+    @staticmethod
+    def _dump(values: Any) -> Any:
+        dumped = [v.model_dump(mode="json", exclude_none=True) for v in values]
+        for item in dumped:
+            item.pop("authorization_token", None)  # write-only: never stored, never returned
+        return dumped
+
+    def create_deployment(self, params: CreateDeploymentParams) -> dict[str, Any]:
+        agent = self._resolve_agent(params.agent)
+        self._check_environment(params.environment_id)
+        now = format_timestamp(self.clock.now())
+        deployment = {
+            "id": new_id("depl"),
+            "type": "deployment",
+            "name": params.name,
+            "description": params.description or None,
+            "agent": agent,
+            "environment_id": params.environment_id,
+            "initial_events": self._dump(params.initial_events),
+            "metadata": dict(params.metadata or {}),
+            "resources": self._dump(params.resources or []),
+            "vault_ids": list(params.vault_ids or []),
+            "schedule": self._schedule(params.schedule),
+            "status": "active",
+            "paused_reason": None,
+            "archived_at": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        if params.budget is not None:
+            deployment["budget"] = params.budget.model_dump(mode="json")
+        self.deployments[deployment["id"]] = deployment
+        return deployment
+
+    @staticmethod
+    def _schedule(spec: Any) -> dict[str, Any] | None:
+        if spec is None:
+            return None
+        return {"type": "cron", "expression": spec.expression, "timezone": spec.timezone, "last_run_at": None}
+
+    def deployment(self, deployment_id: str) -> dict[str, Any]:
+        found = self.deployments.get(deployment_id)
+        if found is None:
+            raise not_found("deployment", deployment_id)
+        return found
+
+    def _modifiable(self, deployment_id: str) -> dict[str, Any]:
+        deployment = self.deployment(deployment_id)
+        if deployment["archived_at"] is not None:
+            raise bad_request(f"deployment {deployment_id!r} is archived; archived deployments cannot be modified")
+        return deployment
+
+    def update_deployment(self, deployment_id: str, params: UpdateDeploymentParams) -> dict[str, Any]:
+        deployment = self._modifiable(deployment_id)
+        changes: dict[str, Any] = {}
+        given = params.model_fields_set
+        if "agent" in given:
+            changes["agent"] = self._resolve_agent(params.agent)
+        if "environment_id" in given:
+            assert params.environment_id is not None
+            self._check_environment(params.environment_id)
+            changes["environment_id"] = params.environment_id
+        if "initial_events" in given:
+            changes["initial_events"] = self._dump(params.initial_events or [])
+        if "name" in given:
+            changes["name"] = params.name
+        if "description" in given:
+            changes["description"] = params.description or None
+        if "metadata" in given and params.metadata is not None:
+            try:
+                changes["metadata"] = apply_metadata_patch(deployment["metadata"], params.metadata)
+            except ValueError as exc:
+                raise bad_request(f"metadata: {exc}") from None
+        if "resources" in given:
+            changes["resources"] = self._dump(params.resources or [])
+        if "vault_ids" in given:
+            changes["vault_ids"] = list(params.vault_ids or [])
+        if "schedule" in given:
+            changes["schedule"] = self._schedule(params.schedule)
+            self.next_fire.pop(deployment_id, None)
+        if "budget" in given:
+            if params.budget is None:
+                deployment.pop("budget", None)
+            else:
+                changes["budget"] = params.budget.model_dump(mode="json")
+        deployment.update(changes)
+        deployment["updated_at"] = format_timestamp(self.clock.now())
+        return deployment
+
+    def pause(self, deployment_id: str) -> dict[str, Any]:
+        deployment = self._modifiable(deployment_id)
+        if deployment["status"] != "paused":
+            deployment.update(
+                status="paused", paused_reason={"type": "manual"}, updated_at=format_timestamp(self.clock.now())
+            )
+        return deployment
+
+    def unpause(self, deployment_id: str) -> dict[str, Any]:
+        deployment = self._modifiable(deployment_id)
+        if deployment["status"] == "paused":
+            deployment.update(status="active", paused_reason=None, updated_at=format_timestamp(self.clock.now()))
+            self.next_fire.pop(deployment_id, None)  # resume from the next occurrence: no backfill
+        return deployment
+
+    def archive(self, deployment_id: str) -> dict[str, Any]:
+        deployment = self.deployment(deployment_id)
+        if deployment["archived_at"] is None:
+            now = format_timestamp(self.clock.now())
+            deployment.update(archived_at=now, updated_at=now)
+            self.next_fire.pop(deployment_id, None)
+        return deployment
+
+    def render_deployment(self, deployment: dict[str, Any]) -> dict[str, Any]:
+        """The deployment as the API returns it, with its schedule's upcoming fires."""
+        schedule = deployment["schedule"]
+        if schedule is None:
+            return deployment
+        if deployment["archived_at"] is not None:
+            upcoming: tuple[str, ...] = ()
+        else:
+            minute = self.clock.now().replace(second=0, microsecond=0)
+            upcoming = tuple(
+                t
+                for t in _upcoming(schedule["expression"], schedule["timezone"], minute)
+                if parse_timestamp(t) > self.clock.now()
+            )
+            if len(upcoming) < UPCOMING_COUNT:
+                upcoming = _upcoming(schedule["expression"], schedule["timezone"], self.clock.now())
+        return {**deployment, "schedule": {**schedule, "upcoming_runs_at": list(upcoming)}}
+
+    # --- listing -------------------------------------------------------------------------
+
+    @staticmethod
+    def _cursor(item: dict[str, Any]) -> str:
+        raw = json.dumps([item["created_at"], item["id"]]).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @staticmethod
+    def _after_cursor(cursor: str) -> tuple[str, str]:
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            created_at, ident = json.loads(raw)
+            return str(created_at), str(ident)
+        except (ValueError, binascii.Error, TypeError):
+            raise bad_request("page: invalid or expired page cursor") from None
+
+    def _page(self, items: list[dict[str, Any]], limit: int, page: str | None) -> dict[str, Any]:
+        # Newest first, with ties broken by id; the cursor is the last item's sort key.
+        items.sort(key=lambda i: (i["created_at"], i["id"]), reverse=True)
+        if page:
+            after = self._after_cursor(page)
+            items = [i for i in items if (i["created_at"], i["id"]) < after]
+        chunk = items[:limit]
+        more = len(items) > limit
+        return {"data": chunk, "next_page": self._cursor(chunk[-1]) if more and chunk else None}
+
+    def list_deployments(self, filters: DeploymentListFilters) -> dict[str, Any]:
+        def keep(d: dict[str, Any]) -> bool:
+            if d["archived_at"] is not None and not filters.include_archived:
+                return False
+            if filters.status is not None and (d["status"] != filters.status or d["archived_at"] is not None):
+                return False
+            if filters.agent_id is not None and d["agent"]["id"] != filters.agent_id:
+                return False
+            created = parse_timestamp(d["created_at"])
+            if filters.created_at_gte is not None and created < filters.created_at_gte:
+                return False
+            return not (filters.created_at_lte is not None and created > filters.created_at_lte)
+
+        page = self._page([d for d in self.deployments.values() if keep(d)], filters.limit or 20, filters.page)
+        page["data"] = [self.render_deployment(d) for d in page["data"]]
+        return page
+
+    def list_runs(self, filters: DeploymentRunListFilters) -> dict[str, Any]:
+        if filters.deployment_id is not None:
+            candidates = [self.runs[i] for i in self.runs_by_deployment.get(filters.deployment_id, [])]
+        else:
+            candidates = list(self.runs.values())
+
+        def keep(r: dict[str, Any]) -> bool:
+            if filters.has_error is not None and (r["error"] is not None) != filters.has_error:
+                return False
+            if filters.trigger_type is not None and r["trigger_context"]["type"] != filters.trigger_type:
+                return False
+            created = parse_timestamp(r["created_at"])
+            bounds = (
+                (filters.created_at_gt, lambda b: created > b),
+                (filters.created_at_gte, lambda b: created >= b),
+                (filters.created_at_lt, lambda b: created < b),
+                (filters.created_at_lte, lambda b: created <= b),
+            )
+            return all(check(bound) for bound, check in bounds if bound is not None)
+
+        return self._page([r for r in candidates if keep(r)], filters.limit or 20, filters.page)
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        found = self.runs.get(run_id)
+        if found is None:
+            raise not_found("deployment run", run_id)
+        return found
+
+    # --- runs ----------------------------------------------------------------------------
+
+    def _run_error(self, deployment: dict[str, Any]) -> tuple[str, str] | None:
+        """Why a session cannot be created now, as (run error type, message), or None."""
+        forced = self.forced_errors.get(deployment["id"])
+        if forced:
+            error = forced.pop(0)
+            return error["type"], error.get("message") or f"forced {error['type']}"
+        if self.organization_disabled:
+            return RunErrorType.ORGANIZATION_DISABLED, "the organization is disabled"
+        if self.workspace_archived:
+            return RunErrorType.WORKSPACE_ARCHIVED, "the workspace is archived"
+        env_id = deployment["environment_id"]
+        environment = self.things["environments"].get(env_id)
+        if environment is None or environment.deleted:
+            return RunErrorType.ENVIRONMENT_NOT_FOUND, f"environment `{env_id}` not found"
+        if environment.archived:
+            return RunErrorType.ENVIRONMENT_ARCHIVED, f"environment `{env_id}` is archived"
+        for vault_id in deployment["vault_ids"]:
+            vault = self.things["vaults"].get(vault_id)
+            if vault is not None and vault.deleted:
+                return RunErrorType.VAULT_NOT_FOUND, f"vault `{vault_id}` no longer exists"
+            if vault is not None and vault.archived:
+                return RunErrorType.VAULT_ARCHIVED, f"vault `{vault_id}` is archived"
+        for resource in deployment["resources"]:
+            if resource["type"] == "file":
+                file = self.things["files"].get(resource["file_id"])
+                if file is not None and (file.deleted or file.archived):
+                    return RunErrorType.FILE_NOT_FOUND, f"file `{resource['file_id']}` no longer exists"
+            if resource["type"] == "memory_store":
+                store = self.things["memory_stores"].get(resource["memory_store_id"])
+                if store is not None and store.deleted:
+                    return RunErrorType.SESSION_RESOURCE_NOT_FOUND, "a referenced resource no longer exists"
+                if store is not None and store.archived:
+                    return RunErrorType.MEMORY_STORE_ARCHIVED, f"memory store `{store.id}` is archived"
+        agent = self.things["agents"][deployment["agent"]["id"]]
+        for skill_id in agent.skills:
+            skill = self.things["skills"].get(skill_id)
+            if skill is None or skill.deleted:
+                return RunErrorType.SKILL_NOT_FOUND, f"skill `{skill_id}` not found"
+        if self.sessions_per_minute is not None:
+            window = self.clock.now() - timedelta(minutes=1)
+            self.session_times = [t for t in self.session_times if t > window]
+            if len(self.session_times) >= self.sessions_per_minute:
+                return RunErrorType.SESSION_RATE_LIMITED, "session creation is rate limited"
+        return None
+
+    def agent_gone(self, deployment: dict[str, Any]) -> bool:
+        agent = self.things["agents"].get(deployment["agent"]["id"])
+        return agent is None or agent.deleted or agent.archived
+
+    def attempt(self, deployment: dict[str, Any], trigger_context: dict[str, Any]) -> dict[str, Any] | None:
+        """One attempt to start a deployment: the run it records, or None when the agent is gone
+        (the deployment is archived in the same operation and no run is recorded)."""
+        now = self.clock.now()
+        if self.agent_gone(deployment):
+            self.archive(deployment["id"])
+            return None
+        failure = self._run_error(deployment)
+        run = {
+            "id": new_id("drun"),
+            "type": "deployment_run",
+            "deployment_id": deployment["id"],
+            "agent": dict(deployment["agent"]),
+            "created_at": format_timestamp(now),
+            "session_id": None,
+            "error": None,
+            "trigger_context": trigger_context,
+        }
+        if failure is None:
+            run["session_id"] = new_id("sesn")
+            self.session_times.append(now)
+        else:
+            run["error"] = {"type": str(failure[0]), "message": failure[1]}
+        self.runs[run["id"]] = run
+        self.runs_by_deployment[deployment["id"]].append(run["id"])
+        if trigger_context["type"] == "schedule":
+            deployment["schedule"]["last_run_at"] = run["created_at"]
+            if failure is not None and RunErrorType.resolve(failure[0]) not in NON_PAUSING_RUN_ERRORS:
+                deployment.update(
+                    status="paused",
+                    paused_reason={"type": "error", "error": {"type": failure[0]}},
+                    updated_at=run["created_at"],
+                )
+        return run
+
+    def run_now(self, deployment_id: str) -> dict[str, Any]:
+        deployment = self.deployment(deployment_id)
+        if deployment["archived_at"] is not None:
+            raise bad_request(f"deployment {deployment_id!r} is archived and cannot be run")
+        run = self.attempt(deployment, {"type": "manual"})
+        if run is None:
+            raise bad_request(f"the agent of deployment {deployment_id!r} is archived; the deployment was archived")
+        return run
+
+    # --- the schedule --------------------------------------------------------------------
+
+    def jitter(self, deployment_id: str) -> timedelta:
+        """A fixed per-schedule delay in [0, max_jitter], as the service spreads load."""
+        digest = hashlib.sha256(deployment_id.encode()).digest()
+        return timedelta(seconds=self.max_jitter * int.from_bytes(digest[:4], "big") / 2**32)
+
+    def fire(self, deployment_id: str, scheduled_at: datetime | None = None) -> dict[str, Any] | None:
+        """Record a scheduled fire now (the control endpoint, or the scheduler)."""
+        deployment = self.deployment(deployment_id)
+        if deployment["schedule"] is None:
+            raise bad_request(f"deployment {deployment_id!r} has no schedule")
+        if deployment["archived_at"] is not None:
+            raise bad_request(f"deployment {deployment_id!r} is archived")
+        slot = scheduled_at or self.clock.now().replace(second=0, microsecond=0)
+        taken = {self.runs[i]["trigger_context"].get("scheduled_at") for i in self.runs_by_deployment[deployment_id]}
+        while format_timestamp(slot) in taken:  # at most one run per (deployment, scheduled_at)
+            slot += timedelta(minutes=1)
+        return self.attempt(deployment, {"type": "schedule", "scheduled_at": format_timestamp(slot)})
+
+    def tick(self) -> int:
+        """Fire every schedule whose next occurrence (plus its jitter) has come. Returns fires."""
+        now = self.clock.now()
+        fired = 0
+        for deployment_id, deployment in list(self.deployments.items()):
+            schedule = deployment["schedule"]
+            if schedule is None or deployment["archived_at"] is not None or deployment["status"] == "paused":
+                self.next_fire.pop(deployment_id, None)  # no backfill of what passes while paused
+                continue
+            due = self.next_fire.get(deployment_id)
+            if due is None:
+                upcoming = fire_times_after(schedule["expression"], schedule["timezone"], now, 1)
+                self.next_fire[deployment_id] = upcoming[0] if upcoming else None
+                continue
+            for _ in range(10):  # bounded catch-up after a clock jump
+                if due is None or now < due + self.jitter(deployment_id):
+                    break
+                if self.agent_gone(deployment):
+                    self.archive(deployment_id)
+                    due = None
+                    break
+                self.fire(deployment_id, due)
+                fired += 1
+                nxt = fire_times_after(schedule["expression"], schedule["timezone"], due, 1)
+                due = nxt[0] if nxt else None
+                if deployment["status"] == "paused":
+                    due = None
+                    break
+            self.next_fire[deployment_id] = due
+        return fired
+
+    # --- inspection ----------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            **{kind: [t.public(kind) for t in things.values()] for kind, things in self.things.items()},
+            "organization": {"disabled": self.organization_disabled},
+            "workspace": {"archived": self.workspace_archived},
+            "sessions_per_minute": self.sessions_per_minute,
+            "deployments": [self.render_deployment(d) for d in self.deployments.values()],
+            "runs": sorted(self.runs.values(), key=lambda r: (r["created_at"], r["id"])),
+            "now": format_timestamp(self.clock.now()),
+        }

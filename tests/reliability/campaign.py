@@ -1,0 +1,151 @@
+"""The fault campaign: create -> run -> sense cycles through the operators and the sensor's look,
+against the emulator injecting faults, then an audit of the emulator's own state.
+
+Used by ``tests/reliability/test_campaign.py`` (a CI sample) and ``make reliability`` (the full
+count). Retry sleeps are shortened (the delays are the hook's to choose, the outcome is what is
+measured here); every other part runs as in production, over real HTTP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pendulum
+
+from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
+from airflow_provider_managed_agents.operators.deployments import (
+    ManagedAgentsCreateDeploymentOperator,
+    ManagedAgentsRunDeploymentOperator,
+)
+from airflow_provider_managed_agents.waiting import RunWait, look_sync
+
+FAULT_KINDS = ["429", "529", "500", "503", "drop", "commit_then_drop", "latency"]
+MARKER = "airflow_idempotency_key"
+
+
+class CampaignTI:
+    """The slice of a task instance the operators use."""
+
+    def __init__(self, cycle: int):
+        self.dag_id = "reliability"
+        self.task_id = f"cycle_{cycle}"
+        self.run_id = "campaign"
+        self.map_index = -1
+        self.try_number = 1
+        self.start_date = pendulum.now("UTC")
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+
+@dataclass
+class CampaignResult:
+    cycles: int
+    seconds: float
+    requests: int = 0
+    faults_injected: int = 0
+    failed_cycles: list[tuple[int, str]] = field(default_factory=list)
+    duplicate_deployments: int = 0
+    duplicate_manual_runs: int = 0
+    lost_runs: int = 0
+
+    def table(self) -> str:
+        rows = [
+            ("cycles (create -> run -> sense)", self.cycles),
+            ("API requests", self.requests),
+            ("faults injected", self.faults_injected),
+            ("cycles failed by a transient fault", len(self.failed_cycles)),
+            ("duplicate deployments", self.duplicate_deployments),
+            ("duplicate manual runs", self.duplicate_manual_runs),
+            ("lost runs", self.lost_runs),
+            ("wall time (s)", f"{self.seconds:.1f}"),
+        ]
+        return "\n".join(f"| {name:<36} | {value:>8} |" for name, value in rows)
+
+
+def control(base_url: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    response = httpx.request(method, f"{base_url}/_emulator/{path}", json=body, timeout=30)
+    response.raise_for_status()
+    return response.json() if response.content else None
+
+
+def run_campaign(emulator: Any, cycles: int, *, fault_rate: float = 0.3, seed: int = 7) -> CampaignResult:
+    base_url = emulator.base_url
+    hook = ManagedAgentsHook()
+    # Retry budget for a 30 % fault rate: P(9 faults in a row) = 2e-5 per request.
+    hook._settings = dataclasses.replace(hook.settings, max_retries=8, timeout=10.0)
+    hook._sleep = lambda seconds: time.sleep(min(seconds, 1.0) / 50)  # type: ignore[method-assign]
+    control(
+        base_url,
+        "POST",
+        "faults",
+        {
+            "rate": fault_rate,
+            "kinds": FAULT_KINDS,
+            "endpoints": ["*"],
+            "retry_after": 1,
+            "latency_ms": 50,
+            "seed": seed,
+        },
+    )
+    started = time.monotonic()
+    result = CampaignResult(cycles=cycles, seconds=0.0)
+    sensed: dict[str, str] = {}
+    try:
+        for cycle in range(cycles):
+            try:
+                sensed[f"cycle-{cycle}"] = one_cycle(hook, cycle)
+            except Exception as exc:  # recorded and asserted on: none may happen
+                result.failed_cycles.append((cycle, f"{type(exc).__name__}: {exc}"))
+    finally:
+        control(base_url, "DELETE", "faults")
+    result.seconds = time.monotonic() - started
+    audit(base_url, result, sensed)
+    return result
+
+
+def one_cycle(hook: ManagedAgentsHook, cycle: int) -> str:
+    ti = CampaignTI(cycle)
+    context: Any = {"ti": ti, "dag_run": None}
+    create = ManagedAgentsCreateDeploymentOperator(
+        task_id=ti.task_id,
+        agent="agent_demo",
+        environment_id="env_demo",
+        name=f"campaign {cycle}",
+        message="reliability cycle",
+        idempotency_key=f"cycle-{cycle}",
+    )
+    create.__dict__["hook"] = hook
+    deployment_id = create.execute(context)
+    run = ManagedAgentsRunDeploymentOperator(task_id=f"run_{cycle}", deployment_id=deployment_id)
+    run.__dict__["hook"] = hook
+    run_id = run.execute(context)
+    verdict = look_sync(RunWait(deployment_run_id=run_id), lambda name, kwargs: getattr(hook, name)(**kwargs))
+    assert verdict.status == "success", verdict.reason
+    return run_id
+
+
+def audit(base_url: str, result: CampaignResult, sensed: dict[str, str]) -> None:
+    world = control(base_url, "GET", "state")
+    counts = control(base_url, "GET", "requests")
+    result.requests = counts.get("total", 0)
+    result.faults_injected = counts.get("faults", 0)
+    by_marker: dict[str, list[str]] = {}
+    for deployment in world["deployments"]:
+        marker = deployment.get("metadata", {}).get(MARKER, "")
+        if marker.startswith("cycle-"):
+            by_marker.setdefault(marker, []).append(deployment["id"])
+    result.duplicate_deployments = sum(len(ids) - 1 for ids in by_marker.values())
+    manual_runs = Counter(r["deployment_id"] for r in world["runs"] if r["trigger_context"]["type"] == "manual")
+    result.duplicate_manual_runs = sum(
+        max(manual_runs[deployment_id] - 1, 0) for ids in by_marker.values() for deployment_id in ids
+    )
+    recorded = {r["id"] for r in world["runs"]}
+    # A lost run: a cycle whose run the operator reported but the service never recorded.
+    result.lost_runs = sum(1 for run_id in sensed.values() if run_id not in recorded)

@@ -1,0 +1,25 @@
+"""Exactly-once under faults: the CI sample of the campaign (``make reliability`` runs 500)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from campaign import run_campaign  # type: ignore[import-not-found]
+
+CYCLES = int(os.environ.get("RELIABILITY_CYCLES", "60"))
+
+
+@pytest.mark.timeout(1800)
+def test_fault_campaign_creates_and_runs_exactly_once(
+    managed_agents_emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT", managed_agents_emulator.connection_json())
+    result = run_campaign(managed_agents_emulator, CYCLES)
+    print("\n" + result.table())
+    assert result.faults_injected > CYCLES  # the campaign really was under fire
+    assert result.failed_cycles == []
+    assert result.duplicate_deployments == 0
+    assert result.duplicate_manual_runs == 0
+    assert result.lost_runs == 0
