@@ -66,9 +66,16 @@ def run_dag(airflow_db: Path, managed_agents_emulator: Any) -> Iterator[Any]:
     """Run one example DAG with `airflow dags test` against the test's emulator."""
 
     def run(
-        dag_id: str, *, conf: dict[str, Any] | None = None, env: dict[str, str] | None = None, timeout: float = 240
+        dag_id: str,
+        *,
+        conf: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 240,
+        test_dags: bool = False,
     ) -> DagResult:
         process_env = dict(os.environ)
+        if test_dags:
+            process_env["AIRFLOW__CORE__DAGS_FOLDER"] = str(TEST_DAGS)
         process_env.update(
             AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT=managed_agents_emulator.connection_json(),
             AIRFLOW_VAR_MANAGED_AGENTS_AGENT_ID="agent_demo",

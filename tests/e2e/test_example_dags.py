@@ -86,15 +86,16 @@ def test_data_pipeline_hands_the_session_downstream(run_dag: Any) -> None:
 def test_a_typed_run_error_fails_the_run_and_takes_the_failure_branch(
     run_dag: Any, managed_agents_emulator: Any
 ) -> None:
-    control(managed_agents_emulator, "POST", "environments/env_demo/archive", {})
+    # The deployment can still be created; starting a session then fails with a typed run error.
+    control(managed_agents_emulator, "POST", "organization", {"disabled": True})
     result = run_dag("data_pipeline_trigger")
     assert result.state == "failed", result
     assert result.task_states["run_agent"] == "failed", result
     assert result.task_states["publish_session"] == "upstream_failed", result
     assert result.task_states["handle_run_failure"] == "success", result
     assert result.task_states["archive"] == "success", result  # the teardown still ran
-    assert result.xcom[("handle_run_failure", "return_value")] == "environment_archived_error"
-    assert "EnvironmentArchivedRunError" in result.output
+    assert result.xcom[("handle_run_failure", "return_value")] == "organization_disabled_error"
+    assert "OrganizationDisabledRunError" in result.output
     # Terminal: failed at once, no retry, so exactly one run was recorded.
     world = state(managed_agents_emulator)
     assert len([r for r in world["runs"] if r["error"]]) == 1
