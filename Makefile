@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit reliability bench test-system clean
+.PHONY: demo test lint typecheck pytest reliability bench test-system clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +26,23 @@ lint: $(INSTALLED)
 typecheck: $(INSTALLED)
 	$(BIN)/mypy
 
-unit: $(INSTALLED)
+# Unit, emulator integration, DAG end-to-end and the CI sample of the fault campaign.
+pytest: $(INSTALLED)
 	$(BIN)/pytest -q
 
-test: lint typecheck unit
+test: lint typecheck pytest
+
+# The full fault campaign: 500 create -> run -> sense cycles under 30 % injected faults.
+reliability: $(INSTALLED)
+	RELIABILITY_CYCLES=500 $(BIN)/pytest -q -s tests/reliability/test_campaign.py
+
+BENCH_INSTALLED := $(VENV)/.installed-bench
+$(BENCH_INSTALLED): pyproject.toml | $(INSTALLED)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test,bench]'
+	touch $@
+
+bench: $(BENCH_INSTALLED)
+	$(BIN)/python bench/run_all.py
 
 clean:
 	rm -rf $(VENV) .airflow .demo .pytest_cache .mypy_cache .ruff_cache

@@ -56,6 +56,8 @@ UNSET: Any = _Unset()
 FILE_FIELDS = ("initial_events", "schedule")
 TEMPLATE_EXT = (".json", ".yaml", ".yml")
 DAG_ID_KEY = "airflow_dag_id"
+# Allowance for the worker's clock running ahead of the service's when adopting a manual run.
+RUN_ADOPTION_SKEW = 5
 TASK_ID_KEY = "airflow_task_id"
 
 
@@ -434,7 +436,7 @@ class ManagedAgentsRunDeploymentOperator(ManagedAgentsBaseOperator):
         retrying = ti.try_number > 1
         # A retry adopts a session-creating manual run made since this DAG run started, since
         # the first try's send time does not survive into the retry.
-        since = _dag_run_start(context) if retrying else pendulum.now("UTC")
+        since = _dag_run_start(context) if retrying else pendulum.now("UTC").subtract(seconds=RUN_ADOPTION_SKEW)
         run = self.hook.run_deployment(self.deployment_id, adopt_since=since, look_first=retrying)
         self._publish_run(context, run)
         self.deployment_url = console_url(self.hook.settings, run.deployment_id)
