@@ -114,7 +114,7 @@ class RunWait:
             filters["trigger_type"] = self.trigger_type
         return filters
 
-    def look(self) -> Generator[Step, Any, Verdict]:
+    def look(self, now: Callable[[], datetime] = lambda: pendulum.now("UTC")) -> Generator[Step, Any, Verdict]:
         """One look, as the hook calls to make: yields ``(method name, kwargs)`` and receives each
         call's result. :func:`look_sync` and :func:`look_async` drive it, so the sensor and the
         trigger make exactly the same requests and conclude exactly the same thing."""
@@ -134,7 +134,7 @@ class RunWait:
             return verdict
         assert self.deployment_id is not None
         deployment = yield ("get_deployment", {"deployment_id": self.deployment_id})
-        return self.on_deployment(deployment, pendulum.now("UTC"))
+        return self.on_deployment(deployment, now())
 
     # --- 2. what the runs say --------------------------------------------------------------
 

@@ -42,6 +42,7 @@ Control endpoints (JSON, no auth), off the API's path space:
 ``POST /_emulator/deployments/{id}/next_run_error``   ``{"type", "message"?}``: the next run fails so
                                                      (any type string, also unknown ones)
 ``POST /_emulator/deployments/{id}/fire``             a scheduled fire now -> ``{"run", "deployment"}``
+``POST /_emulator/deployments/{id}/seed_runs``        ``{"count"}``: record that many manual runs at once
 ``POST /_emulator/clock`` ``{"advance_seconds"}``     move the emulator's clock forward
 ``POST /_emulator/faults``                            ``{"rate", "kinds", "endpoints", "retry_after",
                                                      "latency_ms", "count", "seed"}``; kinds: 429, 529,

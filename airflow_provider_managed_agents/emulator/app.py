@@ -274,6 +274,10 @@ class Emulator:
         self.world.forced_errors[deployment["id"]].append(error)
         return {"queued": self.world.forced_errors[deployment["id"]]}
 
+    async def c_seed_runs(self, request: Request) -> Any:
+        count = int((await self._body(request)).get("count", 1))
+        return {"runs": self.world.seed_runs(request.path_params["deployment_id"], count)}
+
     async def c_fire(self, request: Request) -> Any:
         run = self.world.fire(request.path_params["deployment_id"])
         return {
@@ -354,6 +358,7 @@ class Emulator:
             ("POST", f"{c}/rate_limit", self.c_rate_limit),
             ("POST", f"{c}/deployments/{{deployment_id}}/fire", self.c_fire),
             ("POST", f"{c}/deployments/{{deployment_id}}/next_run_error", self.c_next_run_error),
+            ("POST", f"{c}/deployments/{{deployment_id}}/seed_runs", self.c_seed_runs),
             ("POST", f"{c}/agents/{{ident}}/versions", self.c_new_version),
             ("POST", f"{c}/{{kind}}", self.c_add),
             ("POST", f"{c}/{{kind}}/{{ident}}/archive", self.c_archive),

@@ -498,6 +498,13 @@ class World:
             raise bad_request(f"the agent of deployment {deployment_id!r} is archived; the deployment was archived")
         return run
 
+    def seed_runs(self, deployment_id: str, count: int) -> int:
+        """Record ``count`` manual runs at once (for listing benchmarks and pagination tests)."""
+        deployment = self.deployment(deployment_id)
+        for _ in range(count):
+            self.attempt(deployment, {"type": "manual"})
+        return len(self.runs_by_deployment[deployment_id])
+
     # --- the schedule --------------------------------------------------------------------
 
     def jitter(self, deployment_id: str) -> timedelta:
