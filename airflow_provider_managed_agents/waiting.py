@@ -46,6 +46,10 @@ TriggerTypeFilter = Literal["schedule", "manual"] | None
 Step = tuple[str, dict[str, Any]]
 
 
+def _utc_now() -> datetime:
+    return pendulum.now("UTC")
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The outcome of a look.
@@ -114,7 +118,7 @@ class RunWait:
             filters["trigger_type"] = self.trigger_type
         return filters
 
-    def look(self, now: Callable[[], datetime] = lambda: pendulum.now("UTC")) -> Generator[Step, Any, Verdict]:
+    def look(self, now: Callable[[], datetime] = _utc_now) -> Generator[Step, Any, Verdict]:
         """One look, as the hook calls to make: yields ``(method name, kwargs)`` and receives each
         call's result. :func:`look_sync` and :func:`look_async` drive it, so the sensor and the
         trigger make exactly the same requests and conclude exactly the same thing."""
@@ -203,9 +207,11 @@ class RunWait:
         return min(pending) if pending else None
 
 
-def look_sync(wait: RunWait, call: Callable[[str, dict[str, Any]], Any]) -> Verdict:
+def look_sync(
+    wait: RunWait, call: Callable[[str, dict[str, Any]], Any], now: Callable[[], datetime] = _utc_now
+) -> Verdict:
     """Drive :meth:`RunWait.look` with a blocking ``call(method name, kwargs)``."""
-    steps = wait.look()
+    steps = wait.look(now)
     result: Any = None
     try:
         while True:
@@ -215,9 +221,11 @@ def look_sync(wait: RunWait, call: Callable[[str, dict[str, Any]], Any]) -> Verd
         return done.value
 
 
-async def look_async(wait: RunWait, call: Callable[[str, dict[str, Any]], Awaitable[Any]]) -> Verdict:
+async def look_async(
+    wait: RunWait, call: Callable[[str, dict[str, Any]], Awaitable[Any]], now: Callable[[], datetime] = _utc_now
+) -> Verdict:
     """Drive :meth:`RunWait.look` with an awaitable ``call(method name, kwargs)``."""
-    steps = wait.look()
+    steps = wait.look(now)
     result: Any = None
     try:
         while True:

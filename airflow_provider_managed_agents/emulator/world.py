@@ -120,6 +120,9 @@ class World:
         self.runs_by_deployment: dict[str, list[str]] = defaultdict(list)
         self.forced_errors: dict[str, list[dict[str, str]]] = defaultdict(list)
         self.next_fire: dict[str, datetime | None] = {}
+        # When a schedule was (re)armed: creation, unpause or a new schedule. The next fire is
+        # the first occurrence after it, even if the scheduler's next tick comes later.
+        self.armed_at: dict[str, datetime] = {}
         self.session_times: list[datetime] = []
         self.clock = Clock()
 
@@ -234,6 +237,7 @@ class World:
         if params.budget is not None:
             deployment["budget"] = params.budget.model_dump(mode="json")
         self.deployments[deployment["id"]] = deployment
+        self.armed_at[deployment["id"]] = self.clock.now()
         return deployment
 
     @staticmethod
@@ -282,6 +286,7 @@ class World:
         if "schedule" in given:
             changes["schedule"] = self._schedule(params.schedule)
             self.next_fire.pop(deployment_id, None)
+            self.armed_at[deployment_id] = self.clock.now()
         if "budget" in given:
             if params.budget is None:
                 deployment.pop("budget", None)
@@ -304,6 +309,7 @@ class World:
         if deployment["status"] == "paused":
             deployment.update(status="active", paused_reason=None, updated_at=format_timestamp(self.clock.now()))
             self.next_fire.pop(deployment_id, None)  # resume from the next occurrence: no backfill
+            self.armed_at[deployment_id] = self.clock.now()
         return deployment
 
     def archive(self, deployment_id: str) -> dict[str, Any]:
@@ -534,11 +540,11 @@ class World:
             if schedule is None or deployment["archived_at"] is not None or deployment["status"] == "paused":
                 self.next_fire.pop(deployment_id, None)  # no backfill of what passes while paused
                 continue
-            due = self.next_fire.get(deployment_id)
-            if due is None:
-                upcoming = fire_times_after(schedule["expression"], schedule["timezone"], now, 1)
+            if deployment_id not in self.next_fire:
+                armed = self.armed_at.pop(deployment_id, now)
+                upcoming = fire_times_after(schedule["expression"], schedule["timezone"], armed, 1)
                 self.next_fire[deployment_id] = upcoming[0] if upcoming else None
-                continue
+            due = self.next_fire[deployment_id]
             for _ in range(10):  # bounded catch-up after a clock jump
                 if due is None or now < due + self.jitter(deployment_id):
                     break

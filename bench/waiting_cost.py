@@ -1,0 +1,154 @@
+"""Benchmark 3: what waiting for a run costs in API requests and time.
+
+The sensor's own decision (``RunWait``: schedule-aware sleeps) against fixed-interval polling
+(one runs query every 10 s or 60 s), waiting for (a) a manual run made 30 s in, (b) the next
+fire of a per-minute schedule, (c) the next fire of an hourly schedule. Time is simulated: the
+emulator's clock is advanced by each sleep instead of sleeping, so an hour costs seconds, while
+every request is real HTTP and the emulator's scheduler really fires (with up to 10 s jitter).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pendulum
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import print_table, write_results
+
+from airflow_provider_managed_agents.emulator.server import EmulatorHandle, start_emulator_process
+from airflow_provider_managed_agents.waiting import RunWait, Verdict, look_sync
+
+SCHEDULER_SETTLE = 0.6  # real seconds for the emulator's scheduler to notice a clock jump
+
+
+class VirtualTime:
+    def __init__(self, emulator: EmulatorHandle):
+        self.emulator = emulator
+        self.offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return pendulum.now("UTC") + self.offset
+
+    def sleep(self, seconds: float) -> None:
+        seconds = max(seconds, 0.0)
+        self.emulator.advance_clock(seconds)
+        self.offset += timedelta(seconds=seconds)
+        time.sleep(SCHEDULER_SETTLE)
+
+
+def requests_made(emulator: EmulatorHandle) -> int:
+    return int(emulator.request_counts()["total"])
+
+
+def wait(
+    hook: Any,
+    emulator: EmulatorHandle,
+    clock: VirtualTime,
+    question: RunWait,
+    interval: float | None,
+    on_step: Callable[[float], None] = lambda elapsed: None,
+) -> tuple[int, float, Verdict]:
+    """Wait until a run answers; ``interval`` None = the sensor's schedule-aware sleeps."""
+    started, before = clock.now(), requests_made(emulator)
+
+    def call(name: str, kwargs: dict[str, Any]) -> Any:
+        return getattr(hook, name)(**kwargs)
+
+    while True:
+        if interval is None:
+            verdict = look_sync(question, call, now=clock.now)
+        else:  # the naive poller: one runs query per interval, nothing else
+            page = hook.list_deployment_runs_page(**question.runs_filters())
+            verdict = question.on_runs(page.data) or Verdict("waiting")
+        if verdict.done:
+            break
+        if interval is None:
+            assert verdict.next_look_at is not None
+            clock.sleep((verdict.next_look_at - clock.now()).total_seconds())
+        else:
+            clock.sleep(interval)
+        on_step((clock.now() - started).total_seconds())
+        if (clock.now() - started) > timedelta(hours=3):
+            raise RuntimeError("gave up")
+    return requests_made(emulator) - before, (clock.now() - started).total_seconds(), verdict
+
+
+def main() -> int:
+    emulator = start_emulator_process(api_key="bench-key", max_jitter=10.0)
+    os.environ["AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT"] = emulator.connection_json()
+    from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
+
+    hook = ManagedAgentsHook()
+    rows: list[tuple[Any, ...]] = []
+    results: list[dict[str, Any]] = []
+    try:
+        strategies: list[tuple[str, float | None]] = [
+            ("RunWait (schedule-aware)", None),
+            ("fixed 10 s polling", 10.0),
+            ("fixed 60 s polling", 60.0),
+        ]
+        scenarios = [
+            ("(a) manual run 30 s in", None, "manual"),
+            ("(b) per-minute schedule", "* * * * *", "schedule"),
+            ("(c) hourly schedule", "0 * * * *", "schedule"),
+        ]
+        for scenario, cron, trigger_type in scenarios:
+            for strategy, interval in strategies:
+                emulator.reset()
+                clock = VirtualTime(emulator)
+                params: dict[str, Any] = {
+                    "agent": "agent_demo",
+                    "environment_id": "env_demo",
+                    "name": "bench",
+                    "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "go"}]}],
+                }
+                if cron:
+                    params["schedule"] = {"type": "cron", "expression": cron, "timezone": "UTC"}
+                deployment = hook.create_deployment(params)
+                if cron:  # start just after a fire: the worst case, a whole period to wait
+                    fire = deployment.schedule.upcoming_runs_at[0] if deployment.schedule else clock.now()
+                    clock.sleep((fire - clock.now()).total_seconds() + 11)
+                    hook.pause_deployment(deployment.id)  # consume that fire's slot without a run ...
+                    hook.unpause_deployment(deployment.id)  # ... and resume from the next one
+                question = RunWait(
+                    deployment_id=deployment.id,
+                    trigger_type=trigger_type,  # type: ignore[arg-type]
+                    created_after=clock.now(),
+                    poll_interval=10.0,
+                )
+                made: list[bool] = []
+
+                def manual(elapsed: float, deployment_id: str = deployment.id, made: list[bool] = made) -> None:
+                    if elapsed >= 30 and not made:
+                        hook.run_deployment(deployment_id)
+                        made.append(True)
+
+                requests, waited, verdict = wait(
+                    hook, emulator, clock, question, interval, manual if trigger_type == "manual" else (lambda e: None)
+                )
+                assert verdict.status == "success", verdict.reason
+                rows.append((scenario, strategy, requests, round(waited, 1)))
+                results.append(
+                    {"scenario": scenario, "strategy": strategy, "requests": requests, "simulated_wait_s": waited}
+                )
+        print_table(
+            "Requests and simulated wait until the run is seen", ["scenario", "strategy", "requests", "wait (s)"], rows
+        )
+        ours = {r["scenario"]: r["requests"] for r in results if r["strategy"].startswith("RunWait")}
+        print(f"\nschedule-aware requests per fire: {ours} (goal for (b), (c): <= 3)")
+        write_results("waiting_cost", {"results": results, "goal_requests_per_fire": 3})
+    finally:
+        emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
