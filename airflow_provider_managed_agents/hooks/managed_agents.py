@@ -420,12 +420,17 @@ class ManagedAgentsHook(BaseHook):
             filters_model = filters_model.model_copy(update={"page": page.next_page})
 
     def _paginate(self, filters: FiltersT, make_call: Callable[[FiltersT], Call[Page[ModelT]]]) -> Iterator[ModelT]:
+        """Items of every page, fetching the next page only once this one is consumed and
+        holding one page at a time: memory stays flat however many items there are."""
         while True:
             page = self._call(make_call(filters))
-            yield from page.data
-            if not page.next_page:
+            cursor, items = page.next_page, page.data
+            del page
+            yield from items
+            del items
+            if not cursor:
                 return
-            filters = filters.model_copy(update={"page": page.next_page})
+            filters = filters.model_copy(update={"page": cursor})
 
     # --- UI ----------------------------------------------------------------------------------
 

@@ -72,5 +72,5 @@ class ManagedAgentsDeploymentRunTrigger(BaseTrigger):
                 return
             assert verdict.next_look_at is not None
             delay = (verdict.next_look_at - pendulum.now("UTC")).total_seconds()
-            self.log.info("Nothing yet; next look at %s", verdict.next_look_at.isoformat())
+            self.log.debug("Nothing yet; next look at %s", verdict.next_look_at.isoformat())
             await asyncio.sleep(max(delay, 0.0))
