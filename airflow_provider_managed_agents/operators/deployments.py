@@ -92,6 +92,11 @@ class ManagedAgentsBaseOperator(BaseOperator):
 
         return ManagedAgentsHook(managed_agents_conn_id=self.managed_agents_conn_id)
 
+    def on_kill(self) -> None:
+        """Killed mid-request: close the HTTP client so no connection is left open."""
+        if "hook" in self.__dict__:
+            self.hook.close()
+
     def _publish_deployment(self, context: Context, deployment: Deployment) -> str:
         from airflow_provider_managed_agents.operators.reporting import console_url
 

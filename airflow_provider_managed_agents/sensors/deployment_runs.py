@@ -185,6 +185,11 @@ class ManagedAgentsDeploymentRunSensor(BaseSensorOperator):
 
         return self._finish(context, RunWait.from_dict(event["wait"]).on_event(event))
 
+    def on_kill(self) -> None:
+        """Killed mid-wait: close the HTTP client so no connection is left open."""
+        if "hook" in self.__dict__:
+            self.hook.close()
+
     def _describe_target(self) -> str:
         if self.deployment_run_id:
             return f"deployment run {self.deployment_run_id}"
