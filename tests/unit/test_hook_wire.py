@@ -1,0 +1,437 @@
+"""The hook on the wire (httpx MockTransport): headers, requests, pagination, retries, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from airflow.sdk import Connection
+
+from airflow_provider_managed_agents import exceptions as errors
+from airflow_provider_managed_agents.hooks import managed_agents as hook_module
+from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook, settings_from_connection
+from airflow_provider_managed_agents.hooks.wire import (
+    MANAGED_AGENTS_BETA,
+    Secret,
+    Settings,
+    backoff_seconds,
+    retry_after_seconds,
+)
+
+KEY = "sk-ant-test-key-123"
+NOW = "2026-05-01T12:00:00Z"
+DEPLOYMENT = {
+    "id": "depl_1",
+    "type": "deployment",
+    "name": "n",
+    "agent": {"type": "agent", "id": "a", "version": 1},
+    "environment_id": "e",
+    "initial_events": [],
+    "metadata": {},
+    "resources": [],
+    "vault_ids": [],
+    "schedule": None,
+    "status": "active",
+    "paused_reason": None,
+    "archived_at": None,
+    "created_at": NOW,
+    "updated_at": NOW,
+}
+RUN = {
+    "id": "drun_1",
+    "type": "deployment_run",
+    "deployment_id": "depl_1",
+    "agent": {"type": "agent", "id": "a", "version": 1},
+    "created_at": NOW,
+    "session_id": "sesn_1",
+    "error": None,
+    "trigger_context": {"type": "manual"},
+}
+CREATE = {
+    "agent": "a",
+    "environment_id": "e",
+    "name": "n",
+    "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "x"}]}],
+}
+
+Responder = Callable[[httpx.Request], httpx.Response]
+
+
+class Wire:
+    def __init__(self, responder: Responder):
+        self.responder = responder
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self.responder(request)
+
+
+def make_hook(responder: Responder, **settings: Any) -> tuple[ManagedAgentsHook, Wire, list[float]]:
+    wire = Wire(responder)
+    hook = ManagedAgentsHook()
+    hook._settings = Settings(api_key=Secret(KEY), base_url="http://api.test", **settings)
+    hook.__dict__["client"] = httpx.Client(transport=httpx.MockTransport(wire), **hook._settings.client_options())
+    slept: list[float] = []
+    hook._sleep = slept.append  # type: ignore[method-assign]
+    return hook, wire, slept
+
+
+def ok(body: Any) -> Responder:
+    return lambda request: httpx.Response(200, json=body)
+
+
+def sequence(*responses: httpx.Response | Exception) -> Responder:
+    queue = list(responses)
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        item = queue.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    return respond
+
+
+def error(status: int, error_type: str = "api_error", headers: dict[str, str] | None = None) -> httpx.Response:
+    body = {"type": "error", "error": {"type": error_type, "message": f"status {status}"}, "request_id": "req_b"}
+    return httpx.Response(status, json=body, headers={"request-id": "req_h", **(headers or {})})
+
+
+# --- headers and requests ------------------------------------------------------------------
+
+
+def test_every_request_carries_the_api_headers() -> None:
+    hook, wire, _ = make_hook(
+        ok(DEPLOYMENT),
+        betas=("files-api-2025-04-14", MANAGED_AGENTS_BETA, "files-api-2025-04-14"),
+        workspace_id="wrkspc_1",
+    )
+    hook.get_deployment("depl_1")
+    headers = wire.requests[0].headers
+    assert headers["x-api-key"] == KEY
+    assert headers["anthropic-version"] == "2023-06-01"
+    assert headers["anthropic-beta"] == f"files-api-2025-04-14,{MANAGED_AGENTS_BETA}"
+    assert headers["anthropic-workspace-id"] == "wrkspc_1"
+    assert headers["user-agent"].startswith("airflow-provider-managed-agents/")
+
+
+@pytest.mark.parametrize(
+    ("call", "method", "path", "body", "response"),
+    [
+        (lambda h: h.create_deployment(CREATE), "POST", "/v1/deployments", CREATE, DEPLOYMENT),
+        (lambda h: h.get_deployment("depl_1"), "GET", "/v1/deployments/depl_1", None, DEPLOYMENT),
+        (
+            lambda h: h.update_deployment("depl_1", {"schedule": None, "metadata": {"a": None}}),
+            "POST",
+            "/v1/deployments/depl_1",
+            {"schedule": None, "metadata": {"a": None}},
+            DEPLOYMENT,
+        ),
+        (lambda h: h.update_deployment("depl_1", {}), "POST", "/v1/deployments/depl_1", {}, DEPLOYMENT),
+        (lambda h: h.archive_deployment("depl_1"), "POST", "/v1/deployments/depl_1/archive", None, DEPLOYMENT),
+        (lambda h: h.pause_deployment("depl_1"), "POST", "/v1/deployments/depl_1/pause", None, DEPLOYMENT),
+        (lambda h: h.unpause_deployment("depl_1"), "POST", "/v1/deployments/depl_1/unpause", None, DEPLOYMENT),
+        (lambda h: h.run_deployment("depl_1"), "POST", "/v1/deployments/depl_1/run", None, RUN),
+        (lambda h: h.get_deployment_run("drun_1"), "GET", "/v1/deployment_runs/drun_1", None, RUN),
+    ],
+)
+def test_each_method_sends_what_the_api_expects(
+    call: Callable[[ManagedAgentsHook], Any], method: str, path: str, body: Any, response: dict[str, Any]
+) -> None:
+    hook, wire, _ = make_hook(ok(response))
+    call(hook)
+    (request,) = wire.requests
+    assert (request.method, request.url.path) == (method, path)
+    if body is None:
+        assert request.content == b""
+    else:
+        assert json.loads(request.content) == body
+
+
+def test_list_queries_use_the_wire_names() -> None:
+    hook, wire, _ = make_hook(ok({"data": [], "next_page": None}))
+    list(
+        hook.list_deployment_runs(
+            deployment_id="depl_1",
+            has_error=False,
+            trigger_type="schedule",
+            created_at_gte="2026-01-01T00:00:00Z",
+            created_at_lt="2026-02-01T00:00:00+01:00",
+            limit=1000,
+        )
+    )
+    query = dict(wire.requests[0].url.params)
+    assert query == {
+        "deployment_id": "depl_1",
+        "has_error": "false",
+        "trigger_type": "schedule",
+        "created_at[gte]": "2026-01-01T00:00:00Z",
+        "created_at[lt]": "2026-01-31T23:00:00Z",
+        "limit": "1000",
+    }
+    list(hook.list_deployments(include_archived=True, agent_id="a", limit=100))
+    assert dict(wire.requests[1].url.params) == {"agent_id": "a", "include_archived": "true", "limit": "100"}
+
+
+def test_list_filters_are_validated_before_sending() -> None:
+    hook, wire, _ = make_hook(ok({"data": []}))
+    with pytest.raises(errors.ManagedAgentsValidationError, match="limit"):
+        list(hook.list_deployment_runs(limit=1001))
+    with pytest.raises(errors.ManagedAgentsValidationError, match="include_archived"):
+        list(hook.list_deployments(status="paused", include_archived=True))
+    with pytest.raises(errors.ManagedAgentsValidationError, match="deployment_id"):
+        hook.get_deployment("")
+    assert wire.requests == []
+
+
+def test_pagination_is_lazy_and_follows_cursors() -> None:
+    pages = {None: (["drun_1", "drun_2"], "c2"), "c2": (["drun_3"], "c3"), "c3": (["drun_4"], None)}
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        ids, cursor = pages[request.url.params.get("page")]
+        return httpx.Response(200, json={"data": [{**RUN, "id": i} for i in ids], "next_page": cursor})
+
+    hook, wire, _ = make_hook(respond)
+    runs = hook.list_deployment_runs(deployment_id="depl_1")
+    assert wire.requests == []
+    assert next(runs).id == "drun_1"
+    assert len(wire.requests) == 1
+    assert [r.id for r in runs] == ["drun_2", "drun_3", "drun_4"]
+    assert [r.url.params.get("page") for r in wire.requests] == [None, "c2", "c3"]
+    assert all(r.url.params["deployment_id"] == "depl_1" for r in wire.requests)
+
+
+def test_async_methods_share_the_request_and_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    wire = Wire(
+        lambda request: httpx.Response(
+            200,
+            json=RUN
+            if "drun_" in request.url.path
+            else ({"data": [RUN]} if "runs" in request.url.path else DEPLOYMENT),
+        )
+    )
+    hook = ManagedAgentsHook()
+    hook._settings = Settings(api_key=Secret(KEY), base_url="http://api.test")
+    client = httpx.AsyncClient(transport=httpx.MockTransport(wire), **hook._settings.client_options())
+    monkeypatch.setattr(hook_module, "shared_async_client", lambda settings: client)
+
+    async def go() -> tuple[Any, Any, Any]:
+        return (
+            await hook.aget_deployment("depl_1"),
+            await hook.alist_deployment_runs_page(deployment_id="depl_1"),
+            await hook.aget_deployment_run("drun_1"),
+        )
+
+    deployment, page, run = asyncio.run(go())
+    assert deployment.id == "depl_1" and page.data[0].id == "drun_1" and run.session_id == "sesn_1"
+    assert [f"{r.method} {r.url.path}" for r in wire.requests] == [
+        "GET /v1/deployments/depl_1",
+        "GET /v1/deployment_runs",
+        "GET /v1/deployment_runs/drun_1",
+    ]
+    assert wire.requests[0].headers["x-api-key"] == KEY
+
+
+# --- retries --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 529])
+def test_reads_are_retried_on_transient_statuses(status: int) -> None:
+    hook, wire, slept = make_hook(sequence(error(status), error(status), httpx.Response(200, json=DEPLOYMENT)))
+    assert hook.get_deployment("depl_1").id == "depl_1"
+    assert len(wire.requests) == 3 and len(slept) == 2
+
+
+def test_retries_stop_at_max_retries_with_the_typed_error() -> None:
+    hook, wire, _ = make_hook(sequence(*[error(503)] * 5), max_retries=2)
+    with pytest.raises(errors.ManagedAgentsServerError) as caught:
+        hook.get_deployment("depl_1")
+    assert len(wire.requests) == 3
+    assert caught.value.status == 503 and caught.value.request_id == "req_h"
+
+
+def test_reads_are_retried_after_connection_errors() -> None:
+    hook, _, _ = make_hook(
+        sequence(httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.Response(200, json=DEPLOYMENT))
+    )
+    assert hook.get_deployment("depl_1").id == "depl_1"
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after-ms": "1500"}, 1.5),
+        ({"retry-after": "3"}, 3.0),
+        ({"retry-after-ms": "250", "retry-after": "9"}, 0.25),
+    ],
+)
+def test_server_requested_delays_are_honoured(headers: dict[str, str], expected: float) -> None:
+    hook, _, slept = make_hook(sequence(error(429, "rate_limit_error", headers), httpx.Response(200, json=DEPLOYMENT)))
+    hook.get_deployment("depl_1")
+    assert slept == [expected]
+
+
+def test_retry_after_as_an_http_date() -> None:
+    when = email.utils.formatdate(time.time() + 5, usegmt=True)
+    assert 3.5 <= (retry_after_seconds({"retry-after": when}) or 0) <= 5.0
+
+
+def test_a_retry_after_beyond_the_cap_is_not_slept_through() -> None:
+    hook, wire, slept = make_hook(sequence(error(429, "rate_limit_error", {"retry-after": "600"})))
+    with pytest.raises(errors.ManagedAgentsRateLimitError):
+        hook.get_deployment("depl_1")
+    assert slept == [] and len(wire.requests) == 1
+
+
+def test_x_should_retry_overrides_the_status() -> None:
+    hook, wire, _ = make_hook(sequence(error(503, headers={"x-should-retry": "false"})))
+    with pytest.raises(errors.ManagedAgentsServerError):
+        hook.get_deployment("depl_1")
+    assert len(wire.requests) == 1
+    hook, wire, _ = make_hook(
+        sequence(error(400, "invalid_request_error", {"x-should-retry": "true"}), httpx.Response(200, json=DEPLOYMENT))
+    )
+    hook.get_deployment("depl_1")
+    assert len(wire.requests) == 2
+
+
+def test_backoff_grows_with_jitter_taken_off() -> None:
+    import random
+
+    rng = random.Random(1)
+    for n, (low, high) in enumerate([(0.375, 0.5), (0.75, 1.0), (1.5, 2.0), (3.0, 4.0), (6.0, 8.0), (6.0, 8.0)]):
+        for _ in range(50):
+            assert low <= backoff_seconds(n, rng) <= high
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [error(500), error(503), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("dropped")],
+    ids=["500", "503", "read-timeout", "dropped"],
+)
+@pytest.mark.parametrize("call", ["create", "run"])
+def test_writes_are_not_blindly_resent_after_an_ambiguous_failure(failure: Any, call: str) -> None:
+    hook, wire, _ = make_hook(sequence(failure, httpx.Response(200, json=DEPLOYMENT)))
+    with pytest.raises(errors.ManagedAgentsError):
+        hook.create_deployment(CREATE) if call == "create" else hook.run_deployment("depl_1")
+    assert len(wire.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [error(429, "rate_limit_error"), error(529, "overloaded_error"), httpx.ConnectError("refused")],
+    ids=["429", "529", "connect-error"],
+)
+def test_writes_are_resent_when_they_provably_did_not_land(failure: Any) -> None:
+    hook, wire, _ = make_hook(sequence(failure, httpx.Response(200, json=RUN)))
+    assert hook.run_deployment("depl_1").id == "drun_1"
+    assert len(wire.requests) == 2
+
+
+def test_retry_ambiguous_opts_in_to_resending() -> None:
+    hook, wire, _ = make_hook(sequence(error(500), httpx.Response(200, json=DEPLOYMENT)))
+    assert hook.create_deployment(CREATE, retry_ambiguous=True).id == "depl_1"
+    assert len(wire.requests) == 2
+
+
+def test_an_idempotency_key_adopts_what_an_ambiguous_create_made() -> None:
+    made = {**DEPLOYMENT, "metadata": {"airflow_idempotency_key": "k1"}}
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            raise httpx.RemoteProtocolError("dropped after commit")
+        return httpx.Response(200, json={"data": [made], "next_page": None})
+
+    hook, wire, _ = make_hook(respond)
+    assert hook.create_deployment(CREATE, idempotency_key="k1").id == "depl_1"
+    assert [r.method for r in wire.requests] == ["POST", "GET"]
+    assert json.loads(wire.requests[0].content)["metadata"] == {"airflow_idempotency_key": "k1"}
+    assert wire.requests[1].url.params["agent_id"] == "a"
+
+
+# --- errors and secrets ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (400, errors.ManagedAgentsBadRequestError),
+        (401, errors.ManagedAgentsAuthenticationError),
+        (403, errors.ManagedAgentsPermissionError),
+        (404, errors.ManagedAgentsNotFoundError),
+        (409, errors.ManagedAgentsConflictError),
+        (413, errors.ManagedAgentsRequestTooLargeError),
+        (422, errors.ManagedAgentsUnprocessableEntityError),
+        (418, errors.ManagedAgentsAPIError),
+    ],
+)
+def test_error_statuses_map_to_their_classes(status: int, cls: type[Exception]) -> None:
+    hook, _, _ = make_hook(lambda request: error(status, "some_error"))
+    with pytest.raises(cls) as caught:
+        hook.get_deployment("depl_1")
+    assert type(caught.value) is cls
+    assert caught.value.error_type == "some_error"  # type: ignore[attr-defined]
+    assert "GET /v1/deployments/depl_1" in str(caught.value) and "req_h" in str(caught.value)
+
+
+def test_a_non_json_error_body_is_tolerated() -> None:
+    hook, _, _ = make_hook(lambda request: httpx.Response(502, text="<html>bad gateway</html>"))
+    with pytest.raises(errors.ManagedAgentsServerError, match="bad gateway"):
+        hook.get_deployment("depl_1")
+
+
+def test_the_api_key_never_shows() -> None:
+    hook, _, _ = make_hook(
+        sequence(httpx.ConnectError("refused"), httpx.ConnectError("refused"), httpx.ConnectError("refused"))
+    )
+    with pytest.raises(errors.ManagedAgentsConnectionError) as caught:
+        hook.get_deployment("depl_1")
+    assert caught.value.request_sent is False
+    for text in (str(caught.value), repr(caught.value), repr(hook), repr(hook.settings), str(hook.settings)):
+        assert KEY not in text
+
+
+def test_settings_from_a_connection() -> None:
+    conn = Connection(
+        conn_id="c",
+        conn_type="managed_agents",
+        host="127.0.0.1",
+        port=8765,
+        schema="http",
+        password=KEY,
+        extra=json.dumps({"betas": "a-1, b-2", "timeout": "12", "max_retries": 4, "workspace_id": "wrkspc_9"}),
+    )
+    settings = settings_from_connection(conn)
+    assert settings.base_url == "http://127.0.0.1:8765"
+    assert settings.betas == ("a-1", "b-2") and settings.timeout == 12.0 and settings.max_retries == 4
+    assert settings.workspace_id == "wrkspc_9" and settings.api_key.reveal() == KEY
+    default = settings_from_connection(Connection(conn_id="d", conn_type="managed_agents", password=KEY))
+    assert default.base_url == "https://api.anthropic.com" and default.max_retries == 2
+    with_scheme = settings_from_connection(
+        Connection(conn_id="e", conn_type="managed_agents", host="https://proxy.example/v", password=KEY)
+    )
+    assert with_scheme.base_url == "https://proxy.example/v"
+    with pytest.raises(errors.ManagedAgentsValidationError, match="password"):
+        settings_from_connection(Connection(conn_id="f", conn_type="managed_agents"))
+
+
+def test_test_connection_reports_a_bad_key_clearly() -> None:
+    hook, _, _ = make_hook(sequence(error(401, "authentication_error")))
+    good, message = hook.test_connection()
+    assert not good and "401" in message and "API key" in message
+    hook, _, _ = make_hook(ok({"data": [DEPLOYMENT], "next_page": None}))
+    assert hook.test_connection()[0]
+
+
+def test_a_missing_connection_falls_back_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:1")
+    hook = ManagedAgentsHook(managed_agents_conn_id="does_not_exist")
+    assert hook.settings.api_key.reveal() == KEY and hook.settings.base_url == "http://127.0.0.1:1"
