@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import signal
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
@@ -34,9 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     host, port = sock.getsockname()[:2]
     print(emulator.world.describe(), flush=True)
     config = uvicorn.Config(emulator.app, log_level="warning", access_log=False, lifespan="on", timeout_keep_alive=30)
-    server = uvicorn.Server(config)
+    server = _QuietServer(config)
 
     async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, lambda: setattr(server, "should_exit", True))
         task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started:
             if task.done():
@@ -46,8 +52,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"listening on http://{host}:{port}", flush=True)
         await task
 
-    asyncio.run(serve())  # uvicorn handles SIGINT/SIGTERM and returns after a graceful shutdown
+    asyncio.run(serve())
     return 0
+
+
+class _QuietServer(uvicorn.Server):
+    """Stops on SIGTERM/SIGINT through our handlers and exits 0, instead of uvicorn re-raising
+    the signal after shutdown (which ends the process with -15)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 if __name__ == "__main__":
