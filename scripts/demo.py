@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -120,17 +121,31 @@ def main() -> int:
         started = time.monotonic()
         code = run([str(BIN / "airflow"), "dags", "test", DAG_ID], env, log)
         elapsed = time.monotonic() - started
-        return summarize(log.read_text(), code, elapsed, base_url if emulator else None)
+        return summarize(code, elapsed, base_url if emulator else None)
     finally:
         if emulator is not None:
             emulator.terminate()
             emulator.wait(timeout=30)
 
 
-def summarize(output: str, code: int, elapsed: float, base_url: str | None) -> int:
-    states = dict(re.findall(r"task_id=(\w+)[^\n]*?(?:new_state|state)=(\w+)", output))
-    dagrun = re.search(r"DagRun Finished: .*?state=(\w+)", output)
-    dag_state = dagrun.group(1) if dagrun else ("success" if code == 0 else "failed")
+def task_states() -> tuple[str | None, dict[str, str]]:
+    """The last run of the DAG and its tasks' states, from the demo's SQLite metadata database."""
+    with sqlite3.connect(AIRFLOW_HOME / "airflow.db") as db:
+        row = db.execute(
+            "select run_id, state from dag_run where dag_id = ? order by id desc limit 1", (DAG_ID,)
+        ).fetchone()
+        if row is None:
+            return None, {}
+        tasks = db.execute(
+            "select task_id, state from task_instance where dag_id = ? and run_id = ? order by start_date",
+            (DAG_ID, row[0]),
+        ).fetchall()
+    return row[1], dict(tasks)
+
+
+def summarize(code: int, elapsed: float, base_url: str | None) -> int:
+    dag_state, states = task_states()
+    dag_state = dag_state or ("success" if code == 0 else "failed")
     print()
     print(f"DAG {DAG_ID}: {dag_state} in {elapsed:.1f}s (airflow dags test exit code {code})")
     for task_id, state in states.items():
