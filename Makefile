@@ -44,5 +44,15 @@ $(BENCH_INSTALLED): pyproject.toml | $(INSTALLED)
 bench: $(BENCH_INSTALLED)
 	$(BIN)/python bench/run_all.py
 
+# Real Airflow services and the web UI in Debian's headless Chromium (installed here if missing).
+SYSTEM_INSTALLED := $(VENV)/.installed-system
+$(SYSTEM_INSTALLED): pyproject.toml | $(INSTALLED)
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test,system]'
+	touch $@
+
+test-system: $(SYSTEM_INSTALLED)
+	$(BIN)/python tests/system/run_system.py --ui
+
 clean:
 	rm -rf $(VENV) .airflow .demo .pytest_cache .mypy_cache .ruff_cache

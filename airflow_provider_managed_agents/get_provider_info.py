@@ -53,8 +53,10 @@ def get_provider_info() -> dict[str, Any]:
                 "connection-type": "managed_agents",
                 "hook-name": "Anthropic Managed Agents",
                 "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "login", "port"],
-                    "relabeling": {"host": "Base URL", "password": "API key"},
+                    # Port stays visible: Airflow 3.3's connection list sends port 0 for an empty
+                    # port when testing, which its API then refuses; a stored port avoids that.
+                    "hidden-fields": ["schema", "login"],
+                    "relabeling": {"host": "Base URL", "password": "API key", "port": "Port (optional)"},
                     "placeholders": {"host": "https://api.anthropic.com", "password": "sk-ant-..."},
                 },
                 "conn-fields": {

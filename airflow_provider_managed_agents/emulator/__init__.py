@@ -25,6 +25,10 @@ with a fixed per-deployment jitter in ``[0, max_jitter]``, never while paused or
 backfill, at most once per ``(deployment, scheduled_at)``. A failed scheduled fire auto-pauses the
 deployment unless the error is ``session_rate_limited_error`` or ``session_creation_rejected_error``.
 
+``GET /console/workspaces/{ws}/deployments/{id}`` is a minimal stand-in for the Claude Console:
+set a connection's ``console_url`` extra to ``http://HOST:PORT/console`` and the operators' extra
+links open a page naming the deployment, offline.
+
 Control endpoints (JSON, no auth), off the API's path space:
 
 ===================================================  =============================================

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import json
 import logging
 import secrets
@@ -322,6 +323,20 @@ class Emulator:
         self.faults_injected = 0
         return {"reset": True}
 
+    # --- a stand-in for the Console, so that operators' extra links can be followed offline ---
+
+    async def console_page(self, request: Request) -> Response:
+        deployment = self.world.deployments.get(request.path_params["deployment_id"])
+        if deployment is None:
+            return Response("<h1>Deployment not found</h1>", status_code=404, media_type="text/html")
+        state = "archived" if deployment["archived_at"] else deployment["status"]
+        body = (
+            f"<html><head><title>{html.escape(deployment['name'])}</title></head><body>"
+            f"<h1>{html.escape(deployment['name'])}</h1><p id='deployment-id'>{html.escape(deployment['id'])}</p>"
+            f"<p id='status'>{state}</p><p>Managed Agents emulator console</p></body></html>"
+        )
+        return Response(body, media_type="text/html")
+
     # --- routes ------------------------------------------------------------------------------
 
     def _routes(self) -> list[Route]:
@@ -365,6 +380,7 @@ class Emulator:
             ("DELETE", f"{c}/{{kind}}/{{ident}}", self.c_delete),
         ]
         routes += [Route(path, self.control(handler), methods=[method]) for method, path, handler in controls]
+        routes.append(Route("/console/workspaces/{workspace}/deployments/{deployment_id}", self.console_page))
         return routes
 
 

@@ -166,7 +166,9 @@ def main() -> int:
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
-        "AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT": emulator.connection_json(),
+        "AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT": json.dumps(
+            {**json.loads(emulator.connection_json()), "extra": {"console_url": f"{emulator.base_url}/console"}}
+        ),
         "AIRFLOW_VAR_MANAGED_AGENTS_AGENT_ID": "agent_demo",
         "AIRFLOW_VAR_MANAGED_AGENTS_ENVIRONMENT_ID": "env_demo",
     }
@@ -200,7 +202,11 @@ def main() -> int:
             check(str(deployment_id).startswith("depl_"), f"create pushed the deployment id {deployment_id}", failures)
             check(str(session_id).startswith("sesn_"), f"the sensor pushed the session id {session_id}", failures)
             link = api.xcom("deployment_lifecycle", run_id, "create_deployment", "_link_ManagedAgentsDeploymentLink")
-            check(str(link).endswith(f"/deployments/{deployment_id}"), f"extra link stored: {link}", failures)
+            check(
+                link == f"{emulator.base_url}/console/workspaces/default/deployments/{deployment_id}",
+                f"extra link stored: {link}",
+                failures,
+            )
 
             # 2. A sensor that must really wait: it defers to the triggerer until a run appears.
             from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
