@@ -6,7 +6,8 @@ they conclude from what they read comes from :class:`RunWait`:
 1. ``runs_filters()`` - the single list query of a look (or ``deployment_run_id`` for a get);
 2. ``on_runs(runs)`` - a verdict when a run answers the question, else None;
 3. ``on_deployment(deployment, now)`` - only when no run answered: fail fast if the deployment
-   cannot fire, else when to look next (schedule-aware).
+   cannot fire, else when to look next (schedule-aware). The deployment read may be up to
+   ``DEPLOYMENT_RECHECK`` old when the caller keeps a :class:`DeploymentMemo`.
 
 It holds no state between looks: the answer is always re-derived from the reference time
 ``created_after``, so a run that fires during a reschedule, a deferral or a triggerer restart
@@ -39,6 +40,9 @@ SCHEDULE_JITTER = timedelta(seconds=10)
 SCHEDULE_MARGIN = timedelta(seconds=2)
 # Even a far-off fire is re-checked this often, so a pause or archive is noticed in time.
 MAX_SCHEDULE_SLEEP = timedelta(hours=1)
+# A deployment's state changes rarely: a read this recent still answers "can it fire, and when?",
+# so a wait polling every few seconds does not read it again on every look.
+DEPLOYMENT_RECHECK = timedelta(seconds=60)
 # The biggest page the endpoint allows: one request answers, however many runs piled up.
 RUNS_PAGE_SIZE = 1000
 
@@ -68,6 +72,23 @@ class Verdict:
     @property
     def done(self) -> bool:
         return self.status != "waiting"
+
+
+@dataclass
+class DeploymentMemo:
+    """The last read of the deployment, kept by whoever drives the looks (a trigger's loop, a
+    poking sensor) so that looks closer together than ``DEPLOYMENT_RECHECK`` share it."""
+
+    deployment: Deployment | None = None
+    read_at: datetime | None = None
+
+    def recent(self, now: datetime) -> Deployment | None:
+        if self.read_at is None or now - self.read_at >= DEPLOYMENT_RECHECK:
+            return None
+        return self.deployment
+
+    def remember(self, deployment: Deployment, now: datetime) -> None:
+        self.deployment, self.read_at = deployment, now
 
 
 @dataclass(frozen=True)
@@ -118,10 +139,13 @@ class RunWait:
             filters["trigger_type"] = self.trigger_type
         return filters
 
-    def look(self, now: Callable[[], datetime] = _utc_now) -> Generator[Step, Any, Verdict]:
+    def look(
+        self, now: Callable[[], datetime] = _utc_now, memo: DeploymentMemo | None = None
+    ) -> Generator[Step, Any, Verdict]:
         """One look, as the hook calls to make: yields ``(method name, kwargs)`` and receives each
         call's result. :func:`look_sync` and :func:`look_async` drive it, so the sensor and the
-        trigger make exactly the same requests and conclude exactly the same thing."""
+        trigger make exactly the same requests and conclude exactly the same thing. With a
+        ``memo``, a recent read of the deployment is reused instead of read again."""
         if self.deployment_run_id is not None:
             run = yield ("get_deployment_run", {"deployment_run_id": self.deployment_run_id})
             return self.on_run(run)
@@ -137,7 +161,11 @@ class RunWait:
         if verdict is not None:
             return verdict
         assert self.deployment_id is not None
-        deployment = yield ("get_deployment", {"deployment_id": self.deployment_id})
+        deployment = memo.recent(now()) if memo is not None else None
+        if deployment is None:
+            deployment = yield ("get_deployment", {"deployment_id": self.deployment_id})
+            if memo is not None:
+                memo.remember(deployment, now())
         return self.on_deployment(deployment, now())
 
     # --- 2. what the runs say --------------------------------------------------------------
@@ -208,10 +236,13 @@ class RunWait:
 
 
 def look_sync(
-    wait: RunWait, call: Callable[[str, dict[str, Any]], Any], now: Callable[[], datetime] = _utc_now
+    wait: RunWait,
+    call: Callable[[str, dict[str, Any]], Any],
+    now: Callable[[], datetime] = _utc_now,
+    memo: DeploymentMemo | None = None,
 ) -> Verdict:
     """Drive :meth:`RunWait.look` with a blocking ``call(method name, kwargs)``."""
-    steps = wait.look(now)
+    steps = wait.look(now, memo)
     result: Any = None
     try:
         while True:
@@ -222,10 +253,13 @@ def look_sync(
 
 
 async def look_async(
-    wait: RunWait, call: Callable[[str, dict[str, Any]], Awaitable[Any]], now: Callable[[], datetime] = _utc_now
+    wait: RunWait,
+    call: Callable[[str, dict[str, Any]], Awaitable[Any]],
+    now: Callable[[], datetime] = _utc_now,
+    memo: DeploymentMemo | None = None,
 ) -> Verdict:
     """Drive :meth:`RunWait.look` with an awaitable ``call(method name, kwargs)``."""
-    steps = wait.look(now)
+    steps = wait.look(now, memo)
     result: Any = None
     try:
         while True:

@@ -6,7 +6,7 @@ import asyncio
 import os
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,6 +27,7 @@ from airflow_provider_managed_agents.hooks.wire import (
     DEFAULT_CONSOLE_URL,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT_SECONDS,
+    MAX_CONNECTIONS,
     Attempts,
     Call,
     Secret,
@@ -106,6 +107,49 @@ _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Settin
 )
 
 
+SETTINGS_TTL_SECONDS = 300.0
+
+
+class _LoopSettingsCache:
+    """Connection settings looked up once per event loop, connection id and TTL.
+
+    A lookup in flight is shared by concurrent callers and runs as its own task, so one caller
+    being cancelled (a trigger torn down) does not cancel it for the others. A failed lookup is
+    not cached. Only finished results are kept: a kept task would hold its loop alive and,
+    through ``_async_clients``, the loop's open connections.
+    """
+
+    def __init__(self) -> None:
+        self.settled: dict[str, tuple[float, Settings]] = {}
+        self.in_flight: dict[str, asyncio.Task[Settings]] = {}
+
+    async def get(self, conn_id: str, load: Callable[[], Awaitable[Settings]]) -> Settings:
+        settled = self.settled.get(conn_id)
+        if settled is not None and time.monotonic() - settled[0] <= SETTINGS_TTL_SECONDS:
+            return settled[1]
+        task = self.in_flight.get(conn_id)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._load(conn_id, load))
+            self.in_flight[conn_id] = task
+        return await asyncio.shield(task)
+
+    async def _load(self, conn_id: str, load: Callable[[], Awaitable[Settings]]) -> Settings:
+        try:
+            settings = await load()
+            self.settled[conn_id] = (time.monotonic(), settings)
+            return settings
+        finally:
+            del self.in_flight[conn_id]
+
+
+_settings_caches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopSettingsCache] = weakref.WeakKeyDictionary()
+
+
+async def _shared_settings(conn_id: str, load: Callable[[], Awaitable[Settings]]) -> Settings:
+    cache = _settings_caches.setdefault(asyncio.get_running_loop(), _LoopSettingsCache())
+    return await cache.get(conn_id, load)
+
+
 def shared_async_client(settings: Settings) -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     clients = _async_clients.setdefault(loop, {})
@@ -113,6 +157,22 @@ def shared_async_client(settings: Settings) -> httpx.AsyncClient:
     if client is None or client.is_closed:
         client = clients[settings] = httpx.AsyncClient(**settings.client_options())
     return client
+
+
+# httpcore matches every queued request against every pooled connection each time one frees
+# up: with a thousand triggers polling at once that costs milliseconds of CPU per request.
+# Admitting no more requests than there are connections keeps its queue empty.
+_request_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Settings, asyncio.Semaphore]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def request_slot(settings: Settings) -> asyncio.Semaphore:
+    slots = _request_slots.setdefault(asyncio.get_running_loop(), {})
+    slot = slots.get(settings)
+    if slot is None:
+        slot = slots[settings] = asyncio.Semaphore(MAX_CONNECTIONS)
+    return slot
 
 
 class ManagedAgentsHook(BaseHook):
@@ -174,15 +234,20 @@ class ManagedAgentsHook(BaseHook):
         return self._settings
 
     async def asettings(self) -> Settings:
+        """Connection settings for the async path. A triggerer runs many triggers on one
+        connection: they share one lookup per ``SETTINGS_TTL_SECONDS`` instead of one each."""
         if self._settings is None:
-            try:
-                conn = await self.aget_connection(self.managed_agents_conn_id)
-            except AirflowNotFoundException:
-                return self._remember(self._settings_from_env())
-            read_extra = getattr(conn, "aextra_dejson", None)  # Airflow >= 3.3.2
-            extra = await read_extra() if read_extra is not None else None
-            return self._remember(settings_from_connection(conn, extra))
+            self._settings = await _shared_settings(self.managed_agents_conn_id, self._aload_settings)
         return self._settings
+
+    async def _aload_settings(self) -> Settings:
+        try:
+            conn = await self.aget_connection(self.managed_agents_conn_id)
+        except AirflowNotFoundException:
+            return self._remember(self._settings_from_env())
+        read_extra = getattr(conn, "aextra_dejson", None)  # Airflow >= 3.3.2
+        extra = await read_extra() if read_extra is not None else None
+        return self._remember(settings_from_connection(conn, extra))
 
     # --- transport -------------------------------------------------------------------------
 
@@ -219,7 +284,8 @@ class ManagedAgentsHook(BaseHook):
         while True:
             outcome: httpx.Response | httpx.TransportError
             try:
-                outcome = await client.send(call.build(client))
+                async with request_slot(settings):
+                    outcome = await client.send(call.build(client))
             except httpx.TransportError as exc:
                 outcome = exc
             delay = attempts.record(outcome)
@@ -450,9 +516,16 @@ class ManagedAgentsHook(BaseHook):
         )
 
 
+_masked: set[str] = set()
+
+
 def _mask(secret: str) -> None:
+    """Register the key with Airflow's secrets masker, once per process."""
+    if secret in _masked:
+        return
     try:
         from airflow.sdk.log import mask_secret
     except ImportError:  # pragma: no cover - older Task SDK
         return
     mask_secret(secret)
+    _masked.add(secret)

@@ -34,6 +34,8 @@ API_VERSION = "2023-06-01"
 MANAGED_AGENTS_BETA = "managed-agents-2026-04-01"
 DEFAULT_TIMEOUT_SECONDS = 60.0
 CONNECT_TIMEOUT_SECONDS = 5.0
+# Connections per client; also how many requests one triggerer has in flight at once.
+MAX_CONNECTIONS = 32
 DEFAULT_MAX_RETRIES = 2
 USER_AGENT = f"airflow-provider-managed-agents/{__version__} httpx/{httpx.__version__}"
 
@@ -96,7 +98,7 @@ class Settings:
             "base_url": self.base_url.rstrip("/"),
             "headers": self.headers(),
             "timeout": self.timeouts(),
-            "limits": httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            "limits": httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS),
         }
 
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
-    from airflow_provider_managed_agents.waiting import RunWait, Verdict
+    from airflow_provider_managed_agents.waiting import DeploymentMemo, RunWait, Verdict
 
 
 class ManagedAgentsDeploymentRunSensor(BaseSensorOperator):
@@ -76,6 +76,13 @@ class ManagedAgentsDeploymentRunSensor(BaseSensorOperator):
 
         return ManagedAgentsHook(managed_agents_conn_id=self.managed_agents_conn_id)
 
+    @cached_property
+    def _deployment_memo(self) -> DeploymentMemo:
+        """Shared by the pokes of one try (poke mode), so they do not all re-read the deployment."""
+        from airflow_provider_managed_agents.waiting import DeploymentMemo
+
+        return DeploymentMemo()
+
     # --- the question ----------------------------------------------------------------------
 
     def _reference_time(self, context: Context) -> datetime | None:
@@ -113,7 +120,7 @@ class ManagedAgentsDeploymentRunSensor(BaseSensorOperator):
         from airflow_provider_managed_agents.waiting import look_sync
 
         try:
-            return look_sync(wait, lambda name, kwargs: getattr(self.hook, name)(**kwargs))
+            return look_sync(wait, lambda name, kwargs: getattr(self.hook, name)(**kwargs), memo=self._deployment_memo)
         except Exception as exc:
             if not is_transient(exc):
                 raise

@@ -16,7 +16,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
 from airflow_provider_managed_agents.hooks.wire import is_transient
-from airflow_provider_managed_agents.waiting import RunWait, Verdict, look_async
+from airflow_provider_managed_agents.waiting import DeploymentMemo, RunWait, Verdict, look_async
 
 
 def event_payload(verdict: Verdict, wait: RunWait) -> dict[str, Any]:
@@ -57,9 +57,10 @@ class ManagedAgentsDeploymentRunTrigger(BaseTrigger):
         async def call(name: str, kwargs: dict[str, Any]) -> Any:
             return await getattr(hook, f"a{name}")(**kwargs)
 
+        memo = DeploymentMemo()
         while True:
             try:
-                verdict = await look_async(self.wait, call)
+                verdict = await look_async(self.wait, call, memo=memo)
             except Exception as exc:
                 if not is_transient(exc):
                     raise

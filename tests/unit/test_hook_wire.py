@@ -435,3 +435,38 @@ def test_a_missing_connection_falls_back_to_the_environment(monkeypatch: pytest.
     monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:1")
     hook = ManagedAgentsHook(managed_agents_conn_id="does_not_exist")
     assert hook.settings.api_key.reveal() == KEY and hook.settings.base_url == "http://127.0.0.1:1"
+
+
+def test_concurrent_async_hooks_share_one_connection_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A triggerer runs hundreds of triggers on one connection: one lookup serves them all,
+    a caller cancelled mid-lookup does not fail the others, and a failed lookup is retried."""
+    lookups: list[str] = []
+    fail_next = [False]
+
+    async def aget_connection(conn_id: str) -> Connection:
+        lookups.append(conn_id)
+        await asyncio.sleep(0.05)
+        if fail_next[0]:
+            fail_next[0] = False
+            raise RuntimeError("secrets backend down")
+        return Connection(conn_id=conn_id, conn_type="managed_agents", host="127.0.0.1", password=KEY)
+
+    monkeypatch.setattr(ManagedAgentsHook, "aget_connection", staticmethod(aget_connection))
+
+    async def scenario() -> None:
+        hooks = [ManagedAgentsHook() for _ in range(50)]
+        cancelled = asyncio.create_task(hooks[0].asettings())
+        others = asyncio.gather(*(h.asettings() for h in hooks[1:]))
+        await asyncio.sleep(0.01)
+        cancelled.cancel()
+        settings = await others
+        assert len(lookups) == 1 and {s.base_url for s in settings} == {"https://127.0.0.1"}
+
+        monkeypatch.setattr(hook_module, "SETTINGS_TTL_SECONDS", 0.0)  # expired: looked up again
+        fail_next[0] = True
+        with pytest.raises(RuntimeError, match="secrets backend down"):
+            await ManagedAgentsHook().asettings()
+        assert (await ManagedAgentsHook().asettings()).api_key.reveal() == KEY
+        assert len(lookups) == 3
+
+    asyncio.run(scenario())

@@ -19,8 +19,10 @@ from airflow_provider_managed_agents.triggers.deployment_runs import (
     event_payload,
 )
 from airflow_provider_managed_agents.waiting import (
+    DEPLOYMENT_RECHECK,
     SCHEDULE_JITTER,
     SCHEDULE_MARGIN,
+    DeploymentMemo,
     RunWait,
     look_sync,
 )
@@ -259,6 +261,27 @@ def test_a_look_is_one_list_query_then_the_deployment_only_when_needed() -> None
     answers = iter([Page[DeploymentRun](data=[make_run(trigger="schedule")], next_page=None)])
     assert look_sync(wait, call).status == "success"
     assert calls == ["list_deployment_runs_page"]
+
+
+def test_a_recent_read_of_the_deployment_is_reused_until_it_is_a_minute_old() -> None:
+    wait = waiting_for("manual")
+    memo = DeploymentMemo()
+    calls: list[str] = []
+
+    def call(name: str, kwargs: dict[str, Any]) -> Any:
+        calls.append(name)
+        if name == "get_deployment":
+            return make_deployment(now=T0, archived=calls.count("get_deployment") > 2)  # by the 3rd read
+        return Page[DeploymentRun](data=[], next_page=None)
+
+    def look_at(seconds: float) -> str:
+        return look_sync(wait, call, now=lambda: T0 + timedelta(seconds=seconds), memo=memo).status
+
+    assert look_at(0) == "waiting" and look_at(30) == "waiting"
+    assert calls == ["list_deployment_runs_page", "get_deployment", "list_deployment_runs_page"]
+    assert look_at(DEPLOYMENT_RECHECK.total_seconds()) == "waiting"  # read again: still active
+    assert look_at(DEPLOYMENT_RECHECK.total_seconds() * 2) == "failed"  # read again: archived
+    assert calls.count("get_deployment") == 3
 
 
 def test_arguments_are_checked() -> None:
