@@ -309,4 +309,16 @@ class Attempts(Generic[ModelT]):
             raise RuntimeError(f"{self.call.label} was never attempted")
         if not last.is_success:
             raise error_from_response(last, self.call)
-        return self.call.response_model.model_validate_json(last.content)
+        parsed = self.call.response_model.model_validate_json(last.content)
+        _unbind_stream(last)
+        return parsed
+
+
+def _unbind_stream(response: httpx.Response) -> None:
+    """Let a read, closed response be freed as soon as it is dropped.
+
+    httpx binds a response's stream back to the response, a reference cycle that keeps the raw
+    body (up to a 1,000-item page) alive until the cyclic collector runs: a pager would then
+    hold several pages' bodies at once. The stream is spent once the body is read.
+    """
+    response.stream = httpx.ByteStream(b"")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import gc
 import json
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -206,6 +208,29 @@ def test_pagination_is_lazy_and_follows_cursors() -> None:
     assert [r.id for r in runs] == ["drun_2", "drun_3", "drun_4"]
     assert [r.url.params.get("page") for r in wire.requests] == [None, "c2", "c3"]
     assert all(r.url.params["deployment_id"] == "depl_1" for r in wire.requests)
+
+
+def test_a_consumed_page_is_freed_at_once_not_left_to_the_cyclic_collector() -> None:
+    """httpx ties a response to its stream in a reference cycle; the pager must not hold every
+    page's raw body until the collector runs."""
+    responses: list[weakref.ref[httpx.Response]] = []
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params.get("page") or 0)
+        next_page = str(page + 1) if page < 9 else None
+        response = httpx.Response(200, json={"data": [{**RUN, "id": f"drun_{page}"}], "next_page": next_page})
+        responses.append(weakref.ref(response))
+        return response
+
+    hook, _, _ = make_hook(respond)
+    gc.collect()
+    gc.disable()
+    try:
+        alive_while_iterating = [sum(r() is not None for r in responses) for _ in hook.list_deployment_runs()]
+    finally:
+        gc.enable()
+    assert len(alive_while_iterating) == 10
+    assert max(alive_while_iterating) == 0
 
 
 def test_async_methods_share_the_request_and_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
