@@ -83,38 +83,56 @@ class ManagedAgentsAPIError(ManagedAgentsError):
 
 
 class ManagedAgentsBadRequestError(ManagedAgentsAPIError):
+    """400: the request was invalid."""
+
     http_status = 400
 
 
 class ManagedAgentsAuthenticationError(ManagedAgentsAPIError):
+    """401: the API key was rejected."""
+
     http_status = 401
 
 
 class ManagedAgentsPermissionError(ManagedAgentsAPIError):
+    """403: the key may not do this."""
+
     http_status = 403
 
 
 class ManagedAgentsNotFoundError(ManagedAgentsAPIError):
+    """404: no such deployment or run."""
+
     http_status = 404
 
 
 class ManagedAgentsRequestTimeoutError(ManagedAgentsAPIError):
+    """408: the service timed the request out (retried)."""
+
     http_status = 408
 
 
 class ManagedAgentsConflictError(ManagedAgentsAPIError):
+    """409: the request conflicts with the current state."""
+
     http_status = 409
 
 
 class ManagedAgentsRequestTooLargeError(ManagedAgentsAPIError):
+    """413: the request body is too large."""
+
     http_status = 413
 
 
 class ManagedAgentsUnprocessableEntityError(ManagedAgentsAPIError):
+    """422: the request was well-formed but not acceptable."""
+
     http_status = 422
 
 
 class ManagedAgentsRateLimitError(ManagedAgentsAPIError):
+    """429: too many requests (retried, honouring ``retry-after``)."""
+
     http_status = 429
 
 
@@ -123,6 +141,8 @@ class ManagedAgentsServerError(ManagedAgentsAPIError):
 
 
 class ManagedAgentsOverloadedError(ManagedAgentsServerError):
+    """529: the service is overloaded (retried)."""
+
     http_status = 529
 
 
@@ -203,58 +223,86 @@ class TerminalDeploymentRunError(DeploymentRunError, AirflowFailException):
 
 
 class EnvironmentArchivedRunError(TerminalDeploymentRunError):
+    """The run failed with ``environment_archived_error``."""
+
     error_type_key = RunErrorType.ENVIRONMENT_ARCHIVED
 
 
 class AgentArchivedRunError(TerminalDeploymentRunError):
+    """The run failed with ``agent_archived_error``."""
+
     error_type_key = RunErrorType.AGENT_ARCHIVED
 
 
 class EnvironmentNotFoundRunError(TerminalDeploymentRunError):
+    """The run failed with ``environment_not_found_error``."""
+
     error_type_key = RunErrorType.ENVIRONMENT_NOT_FOUND
 
 
 class VaultNotFoundRunError(TerminalDeploymentRunError):
+    """The run failed with ``vault_not_found_error``."""
+
     error_type_key = RunErrorType.VAULT_NOT_FOUND
 
 
 class VaultArchivedRunError(TerminalDeploymentRunError):
+    """The run failed with ``vault_archived_error``."""
+
     error_type_key = RunErrorType.VAULT_ARCHIVED
 
 
 class FileNotFoundRunError(TerminalDeploymentRunError):
+    """The run failed with ``file_not_found_error``."""
+
     error_type_key = RunErrorType.FILE_NOT_FOUND
 
 
 class MemoryStoreArchivedRunError(TerminalDeploymentRunError):
+    """The run failed with ``memory_store_archived_error``."""
+
     error_type_key = RunErrorType.MEMORY_STORE_ARCHIVED
 
 
 class SkillNotFoundRunError(TerminalDeploymentRunError):
+    """The run failed with ``skill_not_found_error``."""
+
     error_type_key = RunErrorType.SKILL_NOT_FOUND
 
 
 class SessionResourceNotFoundRunError(TerminalDeploymentRunError):
+    """The run failed with ``session_resource_not_found_error``."""
+
     error_type_key = RunErrorType.SESSION_RESOURCE_NOT_FOUND
 
 
 class WorkspaceArchivedRunError(TerminalDeploymentRunError):
+    """The run failed with ``workspace_archived_error``."""
+
     error_type_key = RunErrorType.WORKSPACE_ARCHIVED
 
 
 class OrganizationDisabledRunError(TerminalDeploymentRunError):
+    """The run failed with ``organization_disabled_error``."""
+
     error_type_key = RunErrorType.ORGANIZATION_DISABLED
 
 
 class SessionCreationRejectedRunError(TerminalDeploymentRunError):
+    """The run failed with ``session_creation_rejected_error``."""
+
     error_type_key = RunErrorType.SESSION_CREATION_REJECTED
 
 
 class SelfHostedResourcesUnsupportedRunError(TerminalDeploymentRunError):
+    """The run failed with ``self_hosted_resources_unsupported_error``."""
+
     error_type_key = RunErrorType.SELF_HOSTED_RESOURCES_UNSUPPORTED
 
 
 class McpEgressBlockedRunError(TerminalDeploymentRunError):
+    """The run failed with ``mcp_egress_blocked_error``."""
+
     error_type_key = RunErrorType.MCP_EGRESS_BLOCKED
 
 
@@ -321,6 +369,8 @@ class DeploymentNotRunnableError(ManagedAgentsError, AirflowFailException):
 
 
 class DeploymentArchivedError(DeploymentNotRunnableError):
+    """The deployment is archived: no run will ever come."""
+
     def __init__(self, deployment_id: str):
         super().__init__(deployment_id, f"Deployment {deployment_id} is archived: it will never run again.")
 

@@ -8,6 +8,7 @@ ratio to raw httpx measured in the same run.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -36,6 +37,9 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
+    # httpx logs every request at INFO under Airflow's logging set-up: a line per call would be
+    # timed too, and bury the table.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     emulator = start_emulator_process(api_key="bench-key")
     try:
         os.environ["AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT"] = emulator.connection_json()

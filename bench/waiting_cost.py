@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import print_table, write_results
 
 from airflow_provider_managed_agents.emulator.server import EmulatorHandle, start_emulator_process
-from airflow_provider_managed_agents.waiting import RunWait, Verdict, look_sync
+from airflow_provider_managed_agents.waiting import DeploymentMemo, RunWait, Verdict, look_sync
 
 SCHEDULER_SETTLE = 0.6  # real seconds for the emulator's scheduler to notice a clock jump
 
@@ -62,9 +62,10 @@ def wait(
     def call(name: str, kwargs: dict[str, Any]) -> Any:
         return getattr(hook, name)(**kwargs)
 
+    memo = DeploymentMemo()  # as the trigger and a poking sensor keep it
     while True:
         if interval is None:
-            verdict = look_sync(question, call, now=clock.now)
+            verdict = look_sync(question, call, now=clock.now, memo=memo)
         else:  # the naive poller: one runs query per interval, nothing else
             page = hook.list_deployment_runs_page(**question.runs_filters())
             verdict = question.on_runs(page.data) or Verdict("waiting")

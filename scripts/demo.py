@@ -8,15 +8,14 @@ git-ignored). Prints a short summary and exits non-zero when anything failed.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
+
+from airflow_provider_managed_agents.emulator.server import EmulatorHandle, start_emulator_process
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_HOME = REPO / ".demo"
@@ -36,47 +35,6 @@ def airflow_env(extra: dict[str, str]) -> dict[str, str]:
     )
     env.update(extra)
     return env
-
-
-def start_emulator() -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "airflow_provider_managed_agents.emulator",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--api-key",
-            DEMO_KEY,
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        print(f"  emulator | {line.rstrip()}")
-        match = re.match(r"listening on (http://\S+)", line)
-        if match:
-            return process, match.group(1)
-    process.kill()
-    raise SystemExit("the emulator did not start")
-
-
-def control(base_url: str, path: str, body: dict | None = None) -> dict:
-    request = urllib.request.Request(
-        f"{base_url}/_emulator/{path}",
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"content-type": "application/json"},
-        method="POST" if body is not None else "GET",
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read() or b"{}")
 
 
 def run(cmd: list[str], env: dict[str, str], log: Path | None = None) -> int:
@@ -99,15 +57,15 @@ def main() -> int:
         extra["AIRFLOW_VAR_MANAGED_AGENTS_ENVIRONMENT_ID"] = os.environ["MANAGED_AGENTS_ENVIRONMENT_ID"]
     else:
         print("Starting the Managed Agents emulator")
-        emulator, base_url = start_emulator()
-        world = control(base_url, "state")
+        emulator = start_emulator_process(
+            api_key=DEMO_KEY, max_jitter=None, echo=lambda line: print(f"  emulator | {line}")
+        )
+        world = emulator.state()
         print(
             f"  seeded: agents {sorted(a['id'] for a in world.get('agents', []))}, "
             f"environments {sorted(e['id'] for e in world.get('environments', []))}"
         )
-        extra["AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT"] = json.dumps(
-            {"conn_type": "managed_agents", "host": base_url, "password": DEMO_KEY}
-        )
+        extra["AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT"] = emulator.connection_json()
         extra["AIRFLOW_VAR_MANAGED_AGENTS_AGENT_ID"] = "agent_demo"
         extra["AIRFLOW_VAR_MANAGED_AGENTS_ENVIRONMENT_ID"] = "env_demo"
     env = airflow_env(extra)
@@ -121,11 +79,10 @@ def main() -> int:
         started = time.monotonic()
         code = run([str(BIN / "airflow"), "dags", "test", DAG_ID], env, log)
         elapsed = time.monotonic() - started
-        return summarize(code, elapsed, base_url if emulator else None)
+        return summarize(code, elapsed, emulator)
     finally:
         if emulator is not None:
-            emulator.terminate()
-            emulator.wait(timeout=30)
+            emulator.stop()
 
 
 def task_states() -> tuple[str | None, dict[str, str]]:
@@ -143,15 +100,15 @@ def task_states() -> tuple[str | None, dict[str, str]]:
     return row[1], dict(tasks)
 
 
-def summarize(code: int, elapsed: float, base_url: str | None) -> int:
+def summarize(code: int, elapsed: float, emulator: EmulatorHandle | None) -> int:
     dag_state, states = task_states()
     dag_state = dag_state or ("success" if code == 0 else "failed")
     print()
     print(f"DAG {DAG_ID}: {dag_state} in {elapsed:.1f}s (airflow dags test exit code {code})")
     for task_id, state in states.items():
         print(f"  {task_id:<20} {state}")
-    if base_url:
-        world = control(base_url, "state")
+    if emulator is not None:
+        world = emulator.state()
         for deployment in world.get("deployments", []):
             print(
                 f"  deployment {deployment['id']} {deployment['name']!r}: "

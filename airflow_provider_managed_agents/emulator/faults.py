@@ -16,6 +16,8 @@ FAULT_KINDS = ("429", "529", "500", "503", "latency", "drop", "commit_then_drop"
 
 @dataclass
 class FaultPlan:
+    """What to inject and where: a rate, the kinds to draw from, the endpoints it applies to."""
+
     rate: float = 0.0
     kinds: tuple[str, ...] = FAULT_KINDS
     endpoints: tuple[str, ...] = ("*",)

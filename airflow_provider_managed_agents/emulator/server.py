@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,9 +110,16 @@ def run_emulator(
 
 
 def start_emulator_process(
-    *, api_key: str = DEFAULT_TEST_KEY, max_jitter: float = 1.0, state_file: Path | None = None
+    *,
+    api_key: str = DEFAULT_TEST_KEY,
+    max_jitter: float | None = 1.0,
+    state_file: Path | None = None,
+    echo: Callable[[str], None] | None = None,
 ) -> EmulatorHandle:
-    """Start ``python -m airflow_provider_managed_agents.emulator`` and wait for it to listen."""
+    """Start ``python -m airflow_provider_managed_agents.emulator`` and wait for it to listen.
+
+    ``max_jitter=None`` keeps the emulator's default (the API's 10 s); ``echo`` receives each
+    line it prints while starting (its default world)."""
     cmd = [
         sys.executable,
         "-m",
@@ -123,9 +130,9 @@ def start_emulator_process(
         "0",
         "--api-key",
         api_key,
-        "--max-jitter",
-        str(max_jitter),
     ]
+    if max_jitter is not None:
+        cmd += ["--max-jitter", str(max_jitter)]
     if state_file is not None:
         cmd += ["--state-file", str(state_file)]
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -135,6 +142,8 @@ def start_emulator_process(
         line = process.stdout.readline()
         if not line:
             break
+        if echo is not None:
+            echo(line.rstrip())
         match = re.match(r"listening on (http://\S+)", line)
         if match:
             return EmulatorHandle(match.group(1), api_key, process=process)

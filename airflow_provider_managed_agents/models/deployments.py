@@ -54,6 +54,8 @@ class Schedule(ApiModel):
 
 
 class ManualPausedReason(ApiModel):
+    """Paused by a person (the pause endpoint)."""
+
     type: Literal["manual"] = "manual"
 
 
@@ -64,11 +66,15 @@ class PausedReasonError(ApiModel):
 
 
 class ErrorPausedReason(ApiModel):
+    """Auto-paused by the service after a scheduled run failed with ``error.type``."""
+
     type: Literal["error"] = "error"
     error: PausedReasonError
 
 
 class UnknownPausedReason(ApiModel):
+    """A paused reason newer than this client; keeps its ``type``."""
+
     type: str
 
 
@@ -81,16 +87,22 @@ PausedReason = Annotated[
 
 
 class Money(ApiModel):
+    """An amount in integer minor units of ``currency``."""
+
     amount: str = Field(pattern=r"^(0|[1-9][0-9]*)$", description="integer minor units")
     currency: Literal["USD"] = "USD"
 
 
 class Budget(ApiModel):
+    """A spending limit per run (``max_list_cost``)."""
+
     type: Literal["limit"] = "limit"
     max_list_cost: Money
 
 
 class Deployment(ApiModel):
+    """A deployment: an agent bound to an environment, initial events, resources and an optional schedule."""
+
     id: str
     type: Literal["deployment"] = "deployment"
     name: str

@@ -35,10 +35,14 @@ class RunErrorType(StrEnum):
 
 
 class TriggerType(StrEnum):
+    """What started a deployment run."""
+
     SCHEDULE = "schedule"
     MANUAL = "manual"
 
 
 class DeploymentStatus(StrEnum):
+    """Whether a deployment's schedule fires (``active``) or not (``paused``)."""
+
     ACTIVE = "active"
     PAUSED = "paused"

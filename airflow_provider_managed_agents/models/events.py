@@ -26,22 +26,30 @@ class UnknownObject(ApiModel):
 
 
 class Base64Source(ApiModel):
+    """Inline base64 data of an image or document block."""
+
     type: Literal["base64"] = "base64"
     data: str
     media_type: str
 
 
 class UrlSource(ApiModel):
+    """An image or document fetched from a URL."""
+
     type: Literal["url"] = "url"
     url: str
 
 
 class FileSource(ApiModel):
+    """An image or document uploaded with the Files API."""
+
     type: Literal["file"] = "file"
     file_id: str = Field(min_length=1)
 
 
 class PlainTextSource(ApiModel):
+    """Inline plain text of a document block."""
+
     type: Literal["text"] = "text"
     data: str
     media_type: Literal["text/plain"] = "text/plain"
@@ -67,16 +75,22 @@ DocumentSource = Annotated[
 
 
 class TextBlock(ApiModel):
+    """Text content of a message."""
+
     type: Literal["text"] = "text"
     text: str
 
 
 class ImageBlock(ApiModel):
+    """An image in a user message."""
+
     type: Literal["image"] = "image"
     source: ImageSource
 
 
 class DocumentBlock(ApiModel):
+    """A document in a user message."""
+
     type: Literal["document"] = "document"
     source: DocumentSource
     title: str | None = None
@@ -102,11 +116,15 @@ ContentBlock = Annotated[
 
 
 class TextRubric(ApiModel):
+    """An outcome rubric written inline."""
+
     type: Literal["text"] = "text"
     content: str = Field(max_length=RUBRIC_MAX_CHARS)
 
 
 class FileRubric(ApiModel):
+    """An outcome rubric held in an uploaded file."""
+
     type: Literal["file"] = "file"
     file_id: str = Field(min_length=1)
 
@@ -120,6 +138,8 @@ Rubric = Annotated[
 
 
 class UserMessageEvent(ApiModel):
+    """A ``user.message`` initial event."""
+
     type: Literal["user.message"] = "user.message"
     content: list[ContentBlock] = Field(min_length=1)
 
@@ -130,6 +150,8 @@ class UserMessageEvent(ApiModel):
 
 
 class DefineOutcomeEvent(ApiModel):
+    """A ``user.define_outcome`` initial event: what success looks like, and how hard to try."""
+
     type: Literal["user.define_outcome"] = "user.define_outcome"
     description: str
     rubric: Rubric
@@ -137,6 +159,8 @@ class DefineOutcomeEvent(ApiModel):
 
 
 class SystemMessageEvent(ApiModel):
+    """A ``system.message`` initial event."""
+
     type: Literal["system.message"] = "system.message"
     content: list[TextBlock] = Field(min_length=1)
 

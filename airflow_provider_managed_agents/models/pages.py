@@ -10,6 +10,8 @@ ItemT = TypeVar("ItemT")
 
 
 class Page(BaseModel, Generic[ItemT]):
+    """One page of a list endpoint: ``data`` and the opaque ``next_page`` cursor (None on the last page)."""
+
     model_config = ConfigDict(extra="allow")
 
     data: list[ItemT]

@@ -142,6 +142,8 @@ def _drop_nested_nulls(value: Any) -> Any:
 
 
 class CreateDeploymentParams(_RequestParams):
+    """The create request's body, every documented limit checked before it is sent."""
+
     agent: AgentParam
     environment_id: NonBlank
     initial_events: InitialEvents
@@ -219,6 +221,8 @@ class _ListFilters(BaseModel):
 
 
 class DeploymentListFilters(_ListFilters):
+    """Query parameters of the deployments list (wire names as aliases)."""
+
     agent_id: str | None = None
     status: Literal["active", "paused"] | None = None
     include_archived: bool | None = None
@@ -235,6 +239,8 @@ class DeploymentListFilters(_ListFilters):
 
 
 class DeploymentRunListFilters(_ListFilters):
+    """Query parameters of the deployment runs list (wire names as aliases)."""
+
     deployment_id: str | None = None
     has_error: bool | None = None
     trigger_type: Literal["schedule", "manual"] | None = None

@@ -23,11 +23,15 @@ def reveals_secrets(info: SerializationInfo) -> bool:
 
 
 class BranchCheckout(ApiModel):
+    """Check out a branch of the repository."""
+
     type: Literal["branch"] = "branch"
     name: str = Field(min_length=1)
 
 
 class CommitCheckout(ApiModel):
+    """Check out a commit of the repository."""
+
     type: Literal["commit"] = "commit"
     sha: str = Field(min_length=1)
 
@@ -41,6 +45,8 @@ Checkout = Annotated[
 
 
 class GitHubRepositoryResource(ApiModel):
+    """A GitHub repository mounted into the session; its token is a secret and never shown."""
+
     type: Literal["github_repository"] = "github_repository"
     url: str = Field(min_length=1)
     checkout: Checkout | None = None
@@ -55,12 +61,16 @@ class GitHubRepositoryResource(ApiModel):
 
 
 class FileResource(ApiModel):
+    """An uploaded file mounted into the session."""
+
     type: Literal["file"] = "file"
     file_id: str = Field(min_length=1)
     mount_path: str | None = None
 
 
 class MemoryStoreResource(ApiModel):
+    """A memory store attached to the session."""
+
     type: Literal["memory_store"] = "memory_store"
     memory_store_id: str = Field(min_length=1)
     access: Literal["read_write", "read_only"] | None = None

@@ -20,6 +20,8 @@ NON_PAUSING_RUN_ERRORS = frozenset({RunErrorType.SESSION_RATE_LIMITED, RunErrorT
 
 
 class RunError(ApiModel):
+    """Why a run did not create a session: its ``type`` (see :class:`RunErrorType`) and message."""
+
     type: str
     message: str = ""
 
@@ -29,15 +31,21 @@ class RunError(ApiModel):
 
 
 class ScheduleTriggerContext(ApiModel):
+    """The run was started by the deployment's schedule, for ``scheduled_at``."""
+
     type: Literal["schedule"] = "schedule"
     scheduled_at: Timestamp
 
 
 class ManualTriggerContext(ApiModel):
+    """The run was started by the run endpoint."""
+
     type: Literal["manual"] = "manual"
 
 
 class UnknownTriggerContext(ApiModel):
+    """A trigger type newer than this client; keeps its ``type``."""
+
     type: str
 
 
@@ -50,6 +58,8 @@ TriggerContext = Annotated[
 
 
 class DeploymentRun(ApiModel):
+    """One attempt to start a deployment: exactly one of ``session_id`` and ``error`` is set."""
+
     id: str
     type: Literal["deployment_run"] = "deployment_run"
     deployment_id: str
