@@ -314,8 +314,9 @@ class SessionRateLimitedRunError(DeploymentRunError):
 
 
 class UnknownRunError(DeploymentRunError):
-    """The fallback: ``unknown_error`` or a type newer than this client. Task retries apply,
-    since nothing says retrying is futile."""
+    """The fallback: ``unknown_error`` or a type newer than this client. Airflow task retries
+    apply, since nothing says retrying is futile; ``retryable`` stays False, so a sensor's
+    ``wait_through_retryable`` does not wait through an error it cannot judge."""
 
     error_type_key = RunErrorType.UNKNOWN
 

@@ -94,10 +94,15 @@ def settings_from_connection(conn: Connection, extra: Mapping[str, Any] | None =
         base_url=base_url,
         workspace_id=extra.get("workspace_id") or None,
         betas=tuple(b for b in betas if b),
-        timeout=float(extra.get("timeout") or DEFAULT_TIMEOUT_SECONDS),
-        max_retries=int(extra.get("max_retries", DEFAULT_MAX_RETRIES)),
+        timeout=float(_blank_as(extra.get("timeout"), DEFAULT_TIMEOUT_SECONDS)),
+        max_retries=int(_blank_as(extra.get("max_retries"), DEFAULT_MAX_RETRIES)),
         console_url=str(extra.get("console_url") or DEFAULT_CONSOLE_URL),
     )
+
+
+def _blank_as(value: Any, default: Any) -> Any:
+    """A form field left empty arrives as None or "": the default, not an error (0 stays 0)."""
+    return default if value is None or (isinstance(value, str) and not value.strip()) else value
 
 
 # One AsyncClient per event loop and settings, so that a triggerer running a thousand triggers

@@ -138,7 +138,8 @@ class Call(Generic[ModelT]):
 
 # --- retry policy --------------------------------------------------------------------------
 
-RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+# Plus every 5xx (see _retryable_status).
+RETRYABLE_STATUSES = frozenset({408, 409, 429})
 # Statuses that mean the server refused the request before acting on it.
 UNPROCESSED_STATUSES = frozenset({429, 529})
 INITIAL_DELAY_SECONDS = 0.5
@@ -177,6 +178,10 @@ def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) ->
     except (TypeError, ValueError):
         return None
     return max(when.timestamp() - (now if now is not None else time.time()), 0.0)
+
+
+def _retryable_status(status: int) -> bool:
+    return status in RETRYABLE_STATUSES or status >= 500
 
 
 def _should_retry_header(response: httpx.Response) -> bool | None:
@@ -231,7 +236,7 @@ def is_transient(exc: BaseException) -> bool:
     """Whether a failure is the service's passing trouble (worth waiting out), not a verdict."""
     if isinstance(exc, ManagedAgentsConnectionError):
         return True
-    return isinstance(exc, ManagedAgentsAPIError) and exc.status in RETRYABLE_STATUSES
+    return isinstance(exc, ManagedAgentsAPIError) and exc.status is not None and _retryable_status(exc.status)
 
 
 def error_from_transport(exc: httpx.TransportError, call: Call[Any]) -> ManagedAgentsConnectionError:
@@ -288,12 +293,12 @@ class Attempts(Generic[ModelT]):
         return self.call.idempotent or self.call.retry_ambiguous or unsent
 
     def _should_retry_response(self, response: httpx.Response) -> bool:
+        may_resend = self._may_resend(unsent=response.status_code in UNPROCESSED_STATUSES)
         override = _should_retry_header(response)
         if override is not None:
-            return override
-        if response.status_code not in RETRYABLE_STATUSES:
-            return False
-        return self._may_resend(unsent=response.status_code in UNPROCESSED_STATUSES)
+            # The server may veto a retry, but cannot make a write that may have landed safe to re-send.
+            return override and may_resend
+        return _retryable_status(response.status_code) and may_resend
 
     def _describe_last(self) -> str:
         if isinstance(self._last, httpx.Response):

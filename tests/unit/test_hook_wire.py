@@ -327,6 +327,21 @@ def test_x_should_retry_overrides_the_status() -> None:
     assert len(wire.requests) == 2
 
 
+@pytest.mark.parametrize("call", ["create", "run"])
+def test_x_should_retry_cannot_make_an_ambiguous_write_resendable(call: str) -> None:
+    hook, wire, _ = make_hook(sequence(error(500, headers={"x-should-retry": "true"}), httpx.Response(200, json=RUN)))
+    with pytest.raises(errors.ManagedAgentsServerError):
+        hook.create_deployment(CREATE) if call == "create" else hook.run_deployment("depl_1")
+    assert len(wire.requests) == 1
+
+
+@pytest.mark.parametrize("status", [501, 505, 520])
+def test_reads_are_retried_on_any_5xx(status: int) -> None:
+    hook, wire, _ = make_hook(sequence(error(status), httpx.Response(200, json=DEPLOYMENT)))
+    assert hook.get_deployment("depl_1").id == "depl_1"
+    assert len(wire.requests) == 2
+
+
 def test_backoff_grows_with_jitter_taken_off() -> None:
     import random
 
@@ -437,6 +452,19 @@ def test_settings_from_a_connection() -> None:
     assert settings.base_url == "http://127.0.0.1:8765"
     assert settings.betas == ("a-1", "b-2") and settings.timeout == 12.0 and settings.max_retries == 4
     assert settings.workspace_id == "wrkspc_9" and settings.api_key.reveal() == KEY
+    blank = settings_from_connection(
+        Connection(
+            conn_id="b",
+            conn_type="managed_agents",
+            password=KEY,
+            extra=json.dumps({"timeout": "", "max_retries": None, "workspace_id": ""}),
+        )
+    )
+    assert blank.timeout == 60.0 and blank.max_retries == 2 and blank.workspace_id is None
+    zero = settings_from_connection(
+        Connection(conn_id="z", conn_type="managed_agents", password=KEY, extra=json.dumps({"max_retries": 0}))
+    )
+    assert zero.max_retries == 0
     default = settings_from_connection(Connection(conn_id="d", conn_type="managed_agents", password=KEY))
     assert default.base_url == "https://api.anthropic.com" and default.max_retries == 2
     with_scheme = settings_from_connection(
