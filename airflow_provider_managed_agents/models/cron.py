@@ -145,11 +145,18 @@ def parse_cron(expression: str) -> CronSchedule:
     )
 
 
+# Files in the zoneinfo directory that ZoneInfo opens but that name no zone: the machine's own
+# zone and the POSIX rules template.
+NOT_ZONE_NAMES = frozenset({"localtime", "posixrules", "Factory"})
+
+
 @lru_cache(maxsize=1024)
 def zone(name: str) -> ZoneInfo:
     """The IANA zone called ``name``; raise ``ValueError`` when the database has no such zone."""
     if not isinstance(name, str) or not name or name != name.strip():
         raise ValueError("timezone must be an IANA timezone name such as 'UTC' or 'America/New_York'")
+    if name in NOT_ZONE_NAMES:
+        raise ValueError(f"unknown IANA timezone {name!r}")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):

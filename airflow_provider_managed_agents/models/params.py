@@ -93,7 +93,29 @@ AgentParam = Annotated[
     Annotated[NonBlank, Tag("id")] | Annotated[AgentReference, Tag("reference")],
     Discriminator(lambda value: "id" if isinstance(value, str) else "reference"),
 ]
-InitialEvents = Annotated[list[InitialEvent], Field(min_length=INITIAL_EVENTS_MIN, max_length=INITIAL_EVENTS_MAX)]
+
+
+def _system_message_placement(events: list[InitialEvent]) -> list[InitialEvent]:
+    """At most one ``system.message``: the final event, right after the ``user.message`` it
+    accompanies (the API's rule)."""
+    kinds = [getattr(event, "type", None) for event in events]
+    count = kinds.count("system.message")
+    if count > 1:
+        raise ValueError(f"at most one system.message per request, got {count}")
+    if count == 1:
+        at = kinds.index("system.message")
+        if at != len(kinds) - 1:
+            raise ValueError(f"system.message must be the final event (it is event {at} of {len(kinds)})")
+        if at == 0 or kinds[at - 1] != "user.message":
+            raise ValueError("system.message must immediately follow a user.message")
+    return events
+
+
+InitialEvents = Annotated[
+    list[InitialEvent],
+    Field(min_length=INITIAL_EVENTS_MIN, max_length=INITIAL_EVENTS_MAX),
+    AfterValidator(_system_message_placement),
+]
 Resources = Annotated[list[Resource], Field(max_length=RESOURCES_MAX)]
 VaultIds = Annotated[list[NonBlank], Field(max_length=VAULT_IDS_MAX)]
 

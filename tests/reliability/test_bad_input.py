@@ -25,6 +25,7 @@ VALID: dict[str, Any] = {
     "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "go"}]}],
 }
 EVENT = VALID["initial_events"][0]
+SYSTEM = {"type": "system.message", "content": [{"type": "text", "text": "be brief"}]}
 
 
 def with_(**changes: Any) -> dict[str, Any]:
@@ -89,6 +90,27 @@ MATRIX: list[tuple[dict[str, Any], str]] = [
         "budget.max_list_cost.amount",
     ),
     (with_(unknown_field=1), "unknown_field"),
+    (with_(initial_events=[EVENT, SYSTEM, SYSTEM]), "initial_events"),
+    (with_(initial_events=[SYSTEM, EVENT]), "initial_events"),
+    (with_(initial_events=[outcome(), SYSTEM]), "initial_events"),
+    (with_(schedule=schedule("0 9 * * *", "localtime")), "schedule.timezone"),
+]
+
+# Every limit exactly at its edge: accepted by the client and by the emulator.
+FULL_METADATA = {f"{i:02d}" + "k" * 62: "v" * 512 for i in range(16)}
+FULL_RESOURCES = [{"type": "file", "file_id": f"file_{i}"} for i in range(499)] + [
+    {"type": "memory_store", "memory_store_id": "memstore_1", "instructions": "x" * 4096}
+]
+LONGEST_RUBRIC = {"type": "text", "content": "r" * 262_144}
+EDGES: list[tuple[str, dict[str, Any]]] = [
+    ("50 initial events", with_(initial_events=[EVENT] * 49 + [SYSTEM])),
+    ("16 metadata pairs, 64-char keys, 512-char values", with_(metadata=FULL_METADATA)),
+    ("500 resources, 4,096-char instructions", with_(resources=FULL_RESOURCES)),
+    ("50 vault ids", with_(vault_ids=[f"vlt_{i}" for i in range(50)])),
+    (
+        "max_iterations 1 and 20, a 262,144-char rubric",
+        with_(initial_events=[EVENT, outcome(max_iterations=1), outcome(max_iterations=20, rubric=LONGEST_RUBRIC)]),
+    ),
 ]
 
 
@@ -119,6 +141,16 @@ def test_client_refuses_before_sending_and_emulator_refuses_raw(
     assert raw.status_code == 400, raw.text
     assert raw.json()["error"]["type"] == "invalid_request_error"
     assert field.split("[")[0].split(".")[0] in raw.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(("edge", "payload"), EDGES, ids=[e for e, _ in EDGES])
+def test_every_limit_at_its_edge_is_accepted(
+    managed_agents_emulator: Any, monkeypatch: pytest.MonkeyPatch, edge: str, payload: dict[str, Any]
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT", managed_agents_emulator.connection_json())
+    created = ManagedAgentsHook().create_deployment(payload)
+    assert created.id.startswith("depl_")
+    assert managed_agents_emulator.request_counts()["by_endpoint"]["POST /v1/deployments"] == 1
 
 
 CRON_FIELDS = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]
