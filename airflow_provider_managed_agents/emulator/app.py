@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -49,6 +50,14 @@ def _error(status: int, error_type: str, message: str, headers: dict[str, str] |
     return _json(body, status, request_id, headers)
 
 
+async def _routing_error(request: Request, exc: Exception) -> Response:
+    """No such path or method: the API's error envelope, like every other error."""
+    assert isinstance(exc, HTTPException)
+    error_type = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+    headers = dict(exc.headers) if exc.headers else None
+    return _error(exc.status_code, error_type, f"{request.method} {request.url.path}: {exc.detail}", headers)
+
+
 class DropConnection(Exception):
     """Raised after the response has started, so that the server cuts the connection."""
 
@@ -72,7 +81,11 @@ class Emulator:
         self.faults = FaultPlan()
         self.requests: Counter[str] = Counter()
         self.faults_injected = 0
-        self.app = Starlette(routes=self._routes(), lifespan=self._lifespan)
+        self.app = Starlette(
+            routes=self._routes(),
+            lifespan=self._lifespan,
+            exception_handlers={HTTPException: _routing_error},
+        )
 
     # --- plumbing --------------------------------------------------------------------------
 

@@ -72,6 +72,17 @@ def test_auth_version_and_beta_are_enforced(emulator: Any) -> None:
     assert no_version.status_code == 400
 
 
+def test_unknown_paths_and_methods_answer_in_the_error_envelope(emulator: Any) -> None:
+    for method, path, status, error_type in [
+        ("GET", "/v1/no_such_thing", 404, "not_found_error"),
+        ("DELETE", "/v1/deployments", 405, "invalid_request_error"),
+    ]:
+        response = raw(emulator, method, path)
+        assert response.status_code == status
+        assert response.json()["error"]["type"] == error_type
+        assert response.headers["request-id"].startswith("req_")
+
+
 def test_the_hook_surfaces_a_bad_key(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(
         "AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT", emulator.connection_json().replace(emulator.api_key, "wrong-key")
