@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator, BaseOperatorLink
 
 if TYPE_CHECKING:
+    import jinja2
     from airflow.sdk import Context
     from airflow.sdk.types import TaskInstanceKey
 
@@ -52,9 +53,11 @@ class _Unset:
 
 UNSET: Any = _Unset()
 
-# Fields that may come from a .json/.yaml file beside the DAG (template_ext).
+# initial_events and schedule may name a .json/.yaml file beside the DAG, as their whole value.
+# Not template_ext: Airflow would then take any templated string ending in ".json" (a message
+# "Summarise out/report.json", an event's text) for a file name.
 FILE_FIELDS = ("initial_events", "schedule")
-TEMPLATE_EXT = (".json", ".yaml", ".yml")
+FILE_EXTENSIONS = (".json", ".yaml", ".yml")
 DAG_ID_KEY = "airflow_dag_id"
 # Allowance for the worker's clock running ahead of the service's when adopting a manual run.
 RUN_ADOPTION_SKEW = 5
@@ -165,7 +168,6 @@ class _DeploymentFieldsOperator(ManagedAgentsBaseOperator):
         "vault_ids",
         "budget",
     )
-    template_ext: Sequence[str] = TEMPLATE_EXT
     template_fields_renderers: ClassVar[dict[str, str]] = {
         "initial_events": "json",
         "schedule": "json",
@@ -173,6 +175,17 @@ class _DeploymentFieldsOperator(ManagedAgentsBaseOperator):
         "deployment_resources": "json",
         "budget": "json",
     }
+
+    def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
+        """Read a file named by ``initial_events`` or ``schedule``, then render every field; the
+        file's content is a template too, parsed as JSON or YAML at execution."""
+        jinja_env = jinja_env or self.get_template_env()
+        for field in FILE_FIELDS:
+            value = getattr(self, field)
+            if isinstance(value, str) and value.endswith(FILE_EXTENSIONS):
+                assert jinja_env.loader is not None
+                setattr(self, field, jinja_env.loader.get_source(jinja_env, value)[0])
+        super().render_template_fields(context, jinja_env)
 
     def __init__(
         self,

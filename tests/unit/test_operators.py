@@ -303,7 +303,6 @@ def test_template_fields_cover_every_api_field() -> None:
         "schedule",
         "vault_ids",
     } <= fields
-    assert {".json", ".yaml", ".yml"} <= set(ManagedAgentsCreateDeploymentOperator.template_ext)
 
 
 def test_initial_events_from_a_yaml_file_beside_the_dag(tmp_path: Any) -> None:
@@ -319,3 +318,25 @@ def test_initial_events_from_a_yaml_file_beside_the_dag(tmp_path: Any) -> None:
     op.render_template_fields({"params": dag.params, "ti": FakeTI()})  # type: ignore[arg-type]
     op.execute(context(FakeTI()))
     assert api.bodies()[0]["initial_events"][0]["content"][0]["text"] == "Hello team"
+
+
+def test_only_a_whole_events_or_schedule_value_names_a_file(tmp_path: Any) -> None:
+    """A message or an event text that merely ends in ".json" is text, not a template file."""
+    from airflow.sdk import DAG
+
+    (tmp_path / "schedule.json").write_text('{"type": "cron", "expression": "0 6 * * *", "timezone": "UTC"}')
+    with DAG("d", schedule=None, template_searchpath=[str(tmp_path)]) as dag:
+        by_message = create_op(task_id="by_message", message="Summarise out/report.json", schedule="schedule.json")
+        by_events = create_op(
+            task_id="by_events",
+            initial_events=[{"type": "user.message", "content": [{"type": "text", "text": "read in.yaml"}]}],
+        )
+    api = FakeApi({"POST /v1/deployments": deployment_json()})
+    for op in (by_message, by_events):
+        wire(op, api)
+        op.render_template_fields({"params": dag.params, "ti": FakeTI()})  # type: ignore[arg-type]
+        op.execute(context(FakeTI()))
+    first, second = api.bodies()
+    assert first["initial_events"][0]["content"][0]["text"] == "Summarise out/report.json"
+    assert first["schedule"] == {"type": "cron", "expression": "0 6 * * *", "timezone": "UTC"}
+    assert second["initial_events"][0]["content"][0]["text"] == "read in.yaml"
