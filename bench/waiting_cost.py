@@ -44,6 +44,24 @@ class VirtualTime:
         time.sleep(SCHEDULER_SETTLE)
 
 
+PARAMS: dict[str, Any] = {
+    "agent": "agent_demo",
+    "environment_id": "env_demo",
+    "name": "bench",
+    "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "go"}]}],
+}
+
+
+def just_after_a_fire(hook: Any, clock: VirtualTime, cron: str) -> Any:
+    """A deployment on ``cron`` (UTC), the clock just past a fire that made no run: the worst
+    case for a wait, a whole period ahead."""
+    deployment = hook.create_deployment({**PARAMS, "schedule": {"type": "cron", "expression": cron, "timezone": "UTC"}})
+    clock.sleep((deployment.schedule.upcoming_runs_at[0] - clock.now()).total_seconds() + 11)
+    hook.pause_deployment(deployment.id)  # consume that fire's slot without a run ...
+    hook.unpause_deployment(deployment.id)  # ... and resume from the next one
+    return deployment
+
+
 def requests_made(emulator: EmulatorHandle) -> int:
     return int(emulator.request_counts()["total"])
 
@@ -105,20 +123,7 @@ def main() -> int:
             for strategy, interval in strategies:
                 emulator.reset()
                 clock = VirtualTime(emulator)
-                params: dict[str, Any] = {
-                    "agent": "agent_demo",
-                    "environment_id": "env_demo",
-                    "name": "bench",
-                    "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "go"}]}],
-                }
-                if cron:
-                    params["schedule"] = {"type": "cron", "expression": cron, "timezone": "UTC"}
-                deployment = hook.create_deployment(params)
-                if cron:  # start just after a fire: the worst case, a whole period to wait
-                    fire = deployment.schedule.upcoming_runs_at[0] if deployment.schedule else clock.now()
-                    clock.sleep((fire - clock.now()).total_seconds() + 11)
-                    hook.pause_deployment(deployment.id)  # consume that fire's slot without a run ...
-                    hook.unpause_deployment(deployment.id)  # ... and resume from the next one
+                deployment = just_after_a_fire(hook, clock, cron) if cron else hook.create_deployment(PARAMS)
                 question = RunWait(
                     deployment_id=deployment.id,
                     trigger_type=trigger_type,  # type: ignore[arg-type]

@@ -181,11 +181,23 @@ class ManagedAgentsDeploymentRunSensor(BaseSensorOperator):
 
         self.defer(
             trigger=ManagedAgentsDeploymentRunTrigger(
-                wait=wait.to_dict(), managed_agents_conn_id=self.managed_agents_conn_id
+                wait=wait.to_dict(),
+                managed_agents_conn_id=self.managed_agents_conn_id,
+                # This look just happened: the trigger's first one is the next one due.
+                not_before=verdict.next_look_at.isoformat() if verdict and verdict.next_look_at else None,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),
         )
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        """Back from the triggerer; a deferral that ran out of ``timeout`` says what it waited for."""
+        from airflow.sdk.exceptions import AirflowSensorTimeout
+
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except AirflowSensorTimeout as exc:
+            raise AirflowSensorTimeout(f"Timed out waiting for {self._describe_target()}: {exc}") from None
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         from airflow_provider_managed_agents.waiting import RunWait

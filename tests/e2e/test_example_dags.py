@@ -139,6 +139,64 @@ def test_sensor_passes_on_a_scheduled_fire(
     assert run["trigger_context"]["type"] == "schedule"
 
 
+def past_the_jitter_window() -> None:
+    """Start a per-minute wait well after a fire, so the wait's first fire is the next one."""
+    second = pendulum.now("UTC").second
+    if second < 15:
+        time.sleep(15 - second)
+
+
+def test_a_schedule_aware_deferral_sleeps_to_the_fire_in_three_requests(
+    run_dag: Any, hook: ManagedAgentsHook, managed_agents_emulator: Any
+) -> None:
+    """The sensor looks once, defers until the next listed fire plus jitter, and the trigger's
+    one look then finds the run the emulator's scheduler made: 3 requests in all."""
+    deployment_id = new_deployment(hook, schedule="* * * * *")
+    past_the_jitter_window()
+    before = managed_agents_emulator.request_counts()["total"]
+    conf = {
+        "deployment_id": deployment_id,
+        "trigger_type": "schedule",
+        "created_after": pendulum.now("UTC").isoformat(),
+    }
+    result = run_dag("wait_for_run_deferrable", conf=conf, test_dags=True)
+    assert result.state == "success", result
+    assert result.xcom[("gate", "deployment_run")]["trigger_context"]["type"] == "schedule"
+    requests = managed_agents_emulator.request_counts()["total"] - before
+    assert requests <= 3, managed_agents_emulator.request_counts()["by_endpoint"]
+
+
+def test_an_auto_pause_while_waiting_fails_at_the_failed_fire(
+    run_dag: Any, hook: ManagedAgentsHook, managed_agents_emulator: Any
+) -> None:
+    deployment_id = new_deployment(hook, schedule="* * * * *")
+    control(managed_agents_emulator, "POST", "vaults", {"id": "vlt_going"})
+    hook.update_deployment(deployment_id, {"vault_ids": ["vlt_going"]})
+    past_the_jitter_window()
+    since = pendulum.now("UTC")
+    later(3, lambda: control(managed_agents_emulator, "DELETE", "vaults/vlt_going"))  # the sensor is waiting
+    conf = {"deployment_id": deployment_id, "trigger_type": "schedule", "created_after": since.isoformat()}
+    result = run_dag("wait_for_run_poke", conf=conf, test_dags=True)
+    assert result.task_states["gate"] == "failed", result
+    assert result.task_states["after_gate"] == "upstream_failed", result
+    assert "VaultNotFoundRunError" in result.output
+    assert hook.get_deployment(deployment_id).status == "paused"
+
+
+def test_the_reference_time_defaults_to_the_sensors_first_start(run_dag: Any, hook: ManagedAgentsHook) -> None:
+    """No created_after: a run made after the sensor started counts, also across reschedules."""
+    deployment_id = new_deployment(hook)
+    hook.run_deployment(deployment_id)  # before the sensor: must not count
+    later(8, lambda: hook.run_deployment(deployment_id))
+    result = run_dag(
+        "wait_for_run_reschedule", conf={"deployment_id": deployment_id, "trigger_type": "manual"}, test_dags=True
+    )
+    assert result.state == "success", result
+    runs = list(hook.list_deployment_runs(deployment_id=deployment_id))
+    newest = max(runs, key=lambda r: r.created_at)
+    assert result.xcom[("gate", "return_value")] == newest.id
+
+
 def test_a_typed_error_fails_the_sensor_and_its_downstream(
     run_dag: Any, hook: ManagedAgentsHook, managed_agents_emulator: Any
 ) -> None:

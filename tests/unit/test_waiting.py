@@ -222,6 +222,7 @@ def test_sleep_follows_dst_in_the_schedule_timezone(now: pendulum.DateTime, expe
     expression = "30 2 * * *" if now.month == 3 else "30 1 * * *"
     deployment = make_deployment(schedule=(expression, "America/New_York"), now=now)
     wait = RunWait(deployment_id="depl_1", created_after=now, trigger_type="schedule")
+    assert wait._next_fire(deployment, now) == expected_fire
     verdict = wait.on_deployment(deployment, now)
     expected = min(expected_fire + SCHEDULE_JITTER + SCHEDULE_MARGIN, now + timedelta(hours=1))
     assert verdict.next_look_at == expected
@@ -301,12 +302,15 @@ def test_trigger_serialisation_round_trips_every_argument() -> None:
         wait_through_retryable=True,
         poll_interval=7.5,
     )
-    trigger = ManagedAgentsDeploymentRunTrigger(wait=wait.to_dict(), managed_agents_conn_id="my_conn")
+    trigger = ManagedAgentsDeploymentRunTrigger(
+        wait=wait.to_dict(), managed_agents_conn_id="my_conn", not_before=T0.add(minutes=5).isoformat()
+    )
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_managed_agents.triggers.deployment_runs.ManagedAgentsDeploymentRunTrigger"
     rebuilt = ManagedAgentsDeploymentRunTrigger(**kwargs)
     assert rebuilt.wait == wait
     assert rebuilt.managed_agents_conn_id == "my_conn"
+    assert rebuilt.not_before == T0.add(minutes=5).isoformat()
     assert rebuilt.serialize() == (classpath, kwargs)
 
 
@@ -323,3 +327,16 @@ def test_events_are_rejudged_identically_on_the_worker() -> None:
         assert rejudged.status == verdict.status
         assert type(rejudged.error) is type(verdict.error)
         assert (rejudged.run.id if rejudged.run else None) == (verdict.run.id if verdict.run else None)
+
+
+def test_a_deferral_that_times_out_says_what_it_waited_for() -> None:
+    from airflow.sdk.exceptions import AirflowSensorTimeout
+
+    from airflow_provider_managed_agents.sensors.deployment_runs import ManagedAgentsDeploymentRunSensor
+
+    sensor = ManagedAgentsDeploymentRunSensor(
+        task_id="wait", deployment_id="depl_1", trigger_type="schedule", deferrable=True, timeout=60
+    )
+    # What the task runner passes when the triggerer gave up at the deferral's timeout.
+    with pytest.raises(AirflowSensorTimeout, match="Timed out waiting for the next schedule run of deployment depl_1"):
+        sensor.resume_execution("__fail__", {"error": "Trigger timeout"}, {})  # type: ignore[arg-type]
