@@ -392,6 +392,12 @@ class DeploymentPausedError(DeploymentNotRunnableError):
             f"Deployment {deployment_id} is {why}: no scheduled run will fire until it is unpaused.",
         )
 
+    @property
+    def run_error_class(self) -> type[DeploymentRunError] | None:
+        """For an auto-pause, the typed class of the run error that paused it (the same mapping
+        as :func:`exception_for_run`); None for a manual pause."""
+        return run_error_class(self.error_type) if self.error_type else None
+
 
 def exception_for_unrunnable(deployment: Deployment) -> DeploymentNotRunnableError | None:
     """Why a deployment's schedule cannot fire (archived or paused), or None when it can."""

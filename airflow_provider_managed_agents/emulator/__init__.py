@@ -20,6 +20,9 @@ running or modifying an archived deployment is a 400 ``invalid_request_error``; 
 deployment whose agent is archived archives the deployment and answers 400; a missing beta header
 or ``anthropic-version`` is a 400 ``invalid_request_error``.
 
+Vault, file and memory-store ids the world was never told about are taken to exist (DAGs may
+use any); one added through the controls and then archived or deleted makes runs fail.
+
 Schedules fire for real on the emulator's clock (wall clock plus an offset you can advance), each
 with a fixed per-deployment jitter in ``[0, max_jitter]``, never while paused or archived, without
 backfill, at most once per ``(deployment, scheduled_at)``. A failed scheduled fire auto-pauses the

@@ -174,7 +174,11 @@ def test_auto_pause_names_the_error_that_paused_it() -> None:
     verdict = waiting_for("schedule").on_deployment(paused, T0)
     assert isinstance(verdict.error, errors.DeploymentPausedError)
     assert verdict.error.error_type == "vault_archived_error"
+    assert verdict.error.run_error_class is errors.VaultArchivedRunError
     assert "vault_archived_error" in str(verdict.error)
+    manual = make_deployment(status="paused", paused_reason={"type": "manual"})
+    manual_error = waiting_for("schedule").on_deployment(manual, T0).error
+    assert isinstance(manual_error, errors.DeploymentPausedError) and manual_error.run_error_class is None
 
 
 def test_scheduled_wait_sleeps_until_the_next_fire_plus_jitter() -> None:
