@@ -70,11 +70,9 @@ def provider_waiter(since: Any, poll_interval: float) -> Any:
 def client_per_waiter(since: Any, poll_interval: float, emulator: Any) -> Any:
     import httpx
 
-    headers = {
-        "x-api-key": "bench-key",
-        "anthropic-version": "2023-06-01",
-        "anthropic-beta": "managed-agents-2026-04-01",
-    }
+    from airflow_provider_managed_agents.hooks.wire import API_VERSION, MANAGED_AGENTS_BETA
+
+    headers = {"x-api-key": "bench-key", "anthropic-version": API_VERSION, "anthropic-beta": MANAGED_AGENTS_BETA}
 
     async def wait(deployment_id: str) -> None:
         query = {"deployment_id": deployment_id, "trigger_type": "manual", "created_at[gte]": since.isoformat()}

@@ -105,30 +105,27 @@ def _blank_as(value: Any, default: Any) -> Any:
     return default if value is None or (isinstance(value, str) and not value.strip()) else value
 
 
-# One AsyncClient per event loop and settings, so that a triggerer running a thousand triggers
-# shares one connection pool instead of opening one per trigger.
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Settings, httpx.AsyncClient]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 SETTINGS_TTL_SECONDS = 300.0
 
 
-class _LoopSettingsCache:
-    """Connection settings looked up once per event loop, connection id and TTL.
+class _LoopShared:
+    """What the hooks of one event loop share. A triggerer runs thousands of triggers in one
+    loop: they look each connection up once per ``SETTINGS_TTL_SECONDS``, use one AsyncClient
+    (one connection pool) per settings, and have at most ``MAX_CONNECTIONS`` requests in flight
+    on it.
 
     A lookup in flight is shared by concurrent callers and runs as its own task, so one caller
-    being cancelled (a trigger torn down) does not cancel it for the others. A failed lookup is
-    not cached. Only finished results are kept: a kept task would hold its loop alive and,
-    through ``_async_clients``, the loop's open connections.
+    being cancelled (a trigger torn down) does not cancel it for the others; a failed lookup is
+    not kept, and neither is a finished task (it would hold the loop alive).
     """
 
     def __init__(self) -> None:
         self.settled: dict[str, tuple[float, Settings]] = {}
         self.in_flight: dict[str, asyncio.Task[Settings]] = {}
+        self.clients: dict[Settings, httpx.AsyncClient] = {}
+        self.slots: dict[Settings, asyncio.Semaphore] = {}
 
-    async def get(self, conn_id: str, load: Callable[[], Awaitable[Settings]]) -> Settings:
+    async def settings(self, conn_id: str, load: Callable[[], Awaitable[Settings]]) -> Settings:
         settled = self.settled.get(conn_id)
         if settled is not None and time.monotonic() - settled[0] <= SETTINGS_TTL_SECONDS:
             return settled[1]
@@ -146,38 +143,32 @@ class _LoopSettingsCache:
         finally:
             del self.in_flight[conn_id]
 
+    def client(self, settings: Settings) -> httpx.AsyncClient:
+        client = self.clients.get(settings)
+        if client is None or client.is_closed:
+            client = self.clients[settings] = httpx.AsyncClient(**settings.client_options())
+        return client
 
-_settings_caches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopSettingsCache] = weakref.WeakKeyDictionary()
+    def slot(self, settings: Settings) -> asyncio.Semaphore:
+        """httpcore matches every queued request against every pooled connection each time one
+        frees up, milliseconds of CPU per request with a thousand triggers polling at once:
+        admitting no more requests than there are connections keeps its queue empty."""
+        slot = self.slots.get(settings)
+        if slot is None:
+            slot = self.slots[settings] = asyncio.Semaphore(MAX_CONNECTIONS)
+        return slot
 
 
-async def _shared_settings(conn_id: str, load: Callable[[], Awaitable[Settings]]) -> Settings:
-    cache = _settings_caches.setdefault(asyncio.get_running_loop(), _LoopSettingsCache())
-    return await cache.get(conn_id, load)
+_loop_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopShared] = weakref.WeakKeyDictionary()
+
+
+def _shared() -> _LoopShared:
+    return _loop_shared.setdefault(asyncio.get_running_loop(), _LoopShared())
 
 
 def shared_async_client(settings: Settings) -> httpx.AsyncClient:
-    loop = asyncio.get_running_loop()
-    clients = _async_clients.setdefault(loop, {})
-    client = clients.get(settings)
-    if client is None or client.is_closed:
-        client = clients[settings] = httpx.AsyncClient(**settings.client_options())
-    return client
-
-
-# httpcore matches every queued request against every pooled connection each time one frees
-# up: with a thousand triggers polling at once that costs milliseconds of CPU per request.
-# Admitting no more requests than there are connections keeps its queue empty.
-_request_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Settings, asyncio.Semaphore]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def request_slot(settings: Settings) -> asyncio.Semaphore:
-    slots = _request_slots.setdefault(asyncio.get_running_loop(), {})
-    slot = slots.get(settings)
-    if slot is None:
-        slot = slots[settings] = asyncio.Semaphore(MAX_CONNECTIONS)
-    return slot
+    """This event loop's client for ``settings``."""
+    return _shared().client(settings)
 
 
 class ManagedAgentsHook(BaseHook):
@@ -242,7 +233,7 @@ class ManagedAgentsHook(BaseHook):
         """Connection settings for the async path. A triggerer runs many triggers on one
         connection: they share one lookup per ``SETTINGS_TTL_SECONDS`` instead of one each."""
         if self._settings is None:
-            self._settings = await _shared_settings(self.managed_agents_conn_id, self._aload_settings)
+            self._settings = await _shared().settings(self.managed_agents_conn_id, self._aload_settings)
         return self._settings
 
     async def _aload_settings(self) -> Settings:
@@ -289,7 +280,7 @@ class ManagedAgentsHook(BaseHook):
         while True:
             outcome: httpx.Response | httpx.TransportError
             try:
-                async with request_slot(settings):
+                async with _shared().slot(settings):
                     outcome = await client.send(call.build(client))
             except httpx.TransportError as exc:
                 outcome = exc
@@ -521,16 +512,9 @@ class ManagedAgentsHook(BaseHook):
         )
 
 
-_masked: set[str] = set()
-
-
 def _mask(secret: str) -> None:
-    """Register the key with Airflow's secrets masker, once per process."""
-    if secret in _masked:
-        return
     try:
         from airflow.sdk.log import mask_secret
     except ImportError:  # pragma: no cover - older Task SDK
         return
     mask_secret(secret)
-    _masked.add(secret)

@@ -139,6 +139,13 @@ def test_sensor_passes_on_a_scheduled_fire(
     assert run["trigger_context"]["type"] == "schedule"
 
 
+def assert_gate_failed_with(result: Any, error_class: str) -> None:
+    """The sensor failed with ``error_class`` and its downstream task never ran."""
+    assert result.task_states["gate"] == "failed", result
+    assert result.task_states["after_gate"] == "upstream_failed", result
+    assert error_class in result.output
+
+
 def past_the_jitter_window() -> None:
     """Start a per-minute wait well after a fire, so the wait's first fire is the next one."""
     second = pendulum.now("UTC").second
@@ -177,9 +184,7 @@ def test_an_auto_pause_while_waiting_fails_at_the_failed_fire(
     later(3, lambda: control(managed_agents_emulator, "DELETE", "vaults/vlt_going"))  # the sensor is waiting
     conf = {"deployment_id": deployment_id, "trigger_type": "schedule", "created_after": since.isoformat()}
     result = run_dag("wait_for_run_poke", conf=conf, test_dags=True)
-    assert result.task_states["gate"] == "failed", result
-    assert result.task_states["after_gate"] == "upstream_failed", result
-    assert "VaultNotFoundRunError" in result.output
+    assert_gate_failed_with(result, "VaultNotFoundRunError")
     assert hook.get_deployment(deployment_id).status == "paused"
 
 
@@ -206,12 +211,10 @@ def test_a_typed_error_fails_the_sensor_and_its_downstream(
     later(2, lambda: hook.run_deployment(deployment_id))
     conf = {"deployment_id": deployment_id, "trigger_type": "manual", "created_after": since.isoformat()}
     result = run_dag("wait_for_run_deferrable", conf=conf, test_dags=True)
-    assert result.task_states["gate"] == "failed", result
-    assert result.task_states["after_gate"] == "upstream_failed", result
-    assert "OrganizationDisabledRunError" in result.output
+    assert_gate_failed_with(result, "OrganizationDisabledRunError")
 
 
-def test_an_auto_pause_while_waiting_fails_fast(
+def test_an_already_auto_paused_deployment_fails_a_scheduled_wait_at_once(
     run_dag: Any, hook: ManagedAgentsHook, managed_agents_emulator: Any
 ) -> None:
     deployment_id = new_deployment(hook, schedule="0 3 * * *")
