@@ -4,7 +4,8 @@ Three families, all under :class:`ManagedAgentsError` (itself an ``AirflowExcept
 
 - :class:`ManagedAgentsValidationError`: bad input, found before any request is sent.
 - :class:`ManagedAgentsAPIError` and its per-status subclasses, plus connection and timeout
-  errors: the HTTP conversation failed.
+  errors: the HTTP conversation failed (:class:`ManagedAgentsClientError` for the statuses no
+  retry can fix); :class:`ManagedAgentsResponseError`: an answer that cannot be read.
 - :class:`DeploymentRunError` and one subclass per run error type: the API answered, and the
   run it recorded failed to create a session. :func:`exception_for_run` picks the class.
 
@@ -17,12 +18,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
-
+from airflow_provider_managed_agents.compat import AirflowException, AirflowFailException
 from airflow_provider_managed_agents.models.enums import RunErrorType
 
 if TYPE_CHECKING:
-    from airflow_provider_managed_agents.models.deployments import Deployment
+    from airflow_provider_managed_agents.models.deployments import DeploymentState
     from airflow_provider_managed_agents.models.runs import DeploymentRun
 
 
@@ -41,6 +41,7 @@ class ManagedAgentsValidationError(ManagedAgentsError, AirflowFailException, Val
     """
 
     def __init__(self, what: str, problems: list[tuple[str, str]]):
+        self.what = what
         self.problems = problems
         lines = "; ".join(f"{path}: {message}" if path else message for path, message in problems)
         super().__init__(f"Invalid {what}: {lines}")
@@ -82,26 +83,31 @@ class ManagedAgentsAPIError(ManagedAgentsError):
         return code if isinstance(code, str) else None
 
 
-class ManagedAgentsBadRequestError(ManagedAgentsAPIError):
-    """400: the request was invalid."""
+class ManagedAgentsClientError(ManagedAgentsAPIError, AirflowFailException):
+    """A client error no retry can fix (400, 401, 403, 404, 413, 422): the task fails at once
+    instead of spending its retries on the same answer."""
+
+
+class ManagedAgentsBadRequestError(ManagedAgentsClientError):
+    """400: the request was invalid (e.g. running or modifying an archived deployment)."""
 
     http_status = 400
 
 
-class ManagedAgentsAuthenticationError(ManagedAgentsAPIError):
+class ManagedAgentsAuthenticationError(ManagedAgentsClientError):
     """401: the API key was rejected."""
 
     http_status = 401
 
 
-class ManagedAgentsPermissionError(ManagedAgentsAPIError):
+class ManagedAgentsPermissionError(ManagedAgentsClientError):
     """403: the key may not do this."""
 
     http_status = 403
 
 
-class ManagedAgentsNotFoundError(ManagedAgentsAPIError):
-    """404: no such deployment or run."""
+class ManagedAgentsNotFoundError(ManagedAgentsClientError):
+    """404: no such deployment, run or session."""
 
     http_status = 404
 
@@ -118,13 +124,13 @@ class ManagedAgentsConflictError(ManagedAgentsAPIError):
     http_status = 409
 
 
-class ManagedAgentsRequestTooLargeError(ManagedAgentsAPIError):
+class ManagedAgentsRequestTooLargeError(ManagedAgentsClientError):
     """413: the request body is too large."""
 
     http_status = 413
 
 
-class ManagedAgentsUnprocessableEntityError(ManagedAgentsAPIError):
+class ManagedAgentsUnprocessableEntityError(ManagedAgentsClientError):
     """422: the request was well-formed but not acceptable."""
 
     http_status = 422
@@ -185,6 +191,28 @@ class ManagedAgentsConnectionError(ManagedAgentsError):
 
 class ManagedAgentsTimeoutError(ManagedAgentsConnectionError):
     """The request timed out; it may or may not have been processed."""
+
+
+class ManagedAgentsResponseError(ManagedAgentsError):
+    """A success response this client cannot read at all (not merely a new field or enum value,
+    which parse): names the field and the ``request-id``."""
+
+    def __init__(self, message: str, *, request_id: str | None = None, field: str | None = None):
+        self.request_id = request_id
+        self.field = field
+        super().__init__(message)
+
+    @classmethod
+    def from_validation(cls, exc: Any, label: str, request_id: str | None) -> ManagedAgentsResponseError:
+        """From a pydantic ``ValidationError`` (never echoing the input: it may hold a secret)."""
+        first = exc.errors(include_input=False, include_url=False)[0]
+        field = ".".join(str(part) for part in first["loc"]) or "(body)"
+        rid = f" (request-id {request_id})" if request_id else ""
+        count = exc.error_count()
+        more = f" and {count - 1} more" if count > 1 else ""
+        return cls(
+            f"Unreadable response to {label}: {field}: {first['msg']}{more}{rid}", request_id=request_id, field=field
+        )
 
 
 # --- run errors ----------------------------------------------------------------------------
@@ -399,7 +427,7 @@ class DeploymentPausedError(DeploymentNotRunnableError):
         return run_error_class(self.error_type) if self.error_type else None
 
 
-def exception_for_unrunnable(deployment: Deployment) -> DeploymentNotRunnableError | None:
+def exception_for_unrunnable(deployment: DeploymentState) -> DeploymentNotRunnableError | None:
     """Why a deployment's schedule cannot fire (archived or paused), or None when it can."""
     if deployment.is_archived:
         return DeploymentArchivedError(deployment.id)
@@ -411,3 +439,48 @@ def exception_for_unrunnable(deployment: Deployment) -> DeploymentNotRunnableErr
             deployment.id, paused_reason_type=reason_type, error_type=getattr(error, "type", None)
         )
     return None
+
+
+# --- across the triggerer boundary -----------------------------------------------------------
+
+
+def error_to_payload(exc: ManagedAgentsError) -> dict[str, Any] | None:
+    """A JSON-safe record of ``exc`` from which :func:`error_from_payload` rebuilds the same
+    class with the same message on the worker; None for errors that do not cross (run errors
+    and unrunnable deployments travel as the run or deployment state that decides them)."""
+    if isinstance(exc, ManagedAgentsAPIError):
+        return {
+            "kind": "api",
+            "message": exc.message,
+            "status": exc.status,
+            "error_type": exc.error_type,
+            "request_id": exc.request_id,
+            "details": exc.details,
+            "method": exc.method,
+            "path": exc.path,
+        }
+    if isinstance(exc, ManagedAgentsValidationError):
+        return {"kind": "validation", "what": exc.what, "problems": [list(p) for p in exc.problems]}
+    if isinstance(exc, ManagedAgentsResponseError):
+        return {"kind": "response", "message": str(exc), "request_id": exc.request_id, "field": exc.field}
+    return None
+
+
+def error_from_payload(data: dict[str, Any]) -> ManagedAgentsError:
+    """The exception :func:`error_to_payload` recorded."""
+    kind = data.get("kind")
+    if kind == "api":
+        return api_error_class(int(data["status"]))(
+            data["message"],
+            status=int(data["status"]),
+            error_type=data.get("error_type"),
+            request_id=data.get("request_id"),
+            details=data.get("details"),
+            method=data.get("method"),
+            path=data.get("path"),
+        )
+    if kind == "validation":
+        return ManagedAgentsValidationError(data["what"], [(str(p), str(m)) for p, m in data["problems"]])
+    if kind == "response":
+        return ManagedAgentsResponseError(data["message"], request_id=data.get("request_id"), field=data.get("field"))
+    return ManagedAgentsError(f"Unrecognised error record from the triggerer: {kind!r}")

@@ -8,6 +8,43 @@ from airflow_provider_managed_agents import __version__
 
 PACKAGE = "airflow_provider_managed_agents"
 
+# The connection form, declared once: Airflow >= 3.2 reads these from the provider info, older
+# versions through the hook's get_ui_field_behaviour / get_connection_form_widgets.
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    # Port stays visible: Airflow 3.3's connection list sends port 0 for an empty port when
+    # testing, which its API then refuses; a stored port avoids that.
+    "hidden-fields": ["schema", "login"],
+    "relabeling": {"host": "Base URL", "password": "API key", "port": "Port (optional)"},
+    "placeholders": {"host": "https://api.anthropic.com", "password": "sk-ant-..."},
+}
+CONN_FIELDS: dict[str, Any] = {
+    "workspace_id": {
+        "label": "Workspace ID",
+        "description": "Sent as anthropic-workspace-id, for keys that span several workspaces.",
+        "schema": {"type": ["string", "null"], "examples": ["wrkspc_..."]},
+    },
+    "betas": {
+        "label": "Extra betas",
+        "description": "Comma-separated beta flags; managed-agents-2026-04-01 is always sent.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "timeout": {
+        "label": "Timeout (seconds)",
+        "description": "Per request; connecting is limited to 5 s.",
+        "schema": {"type": ["number", "null"], "default": 60, "minimum": 1},
+    },
+    "max_retries": {
+        "label": "Max retries",
+        "description": "Retries of transient failures (429, 5xx, 529, connection errors).",
+        "schema": {"type": ["integer", "null"], "default": 2, "minimum": 0},
+    },
+    "console_url": {
+        "label": "Console base URL",
+        "description": "Base of the operators' extra link to the deployment.",
+        "schema": {"type": ["string", "null"], "default": "https://platform.claude.com"},
+    },
+}
+
 
 def get_provider_info() -> dict[str, Any]:
     return {
@@ -52,40 +89,8 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": f"{PACKAGE}.hooks.managed_agents.ManagedAgentsHook",
                 "connection-type": "managed_agents",
                 "hook-name": "Anthropic Managed Agents",
-                "ui-field-behaviour": {
-                    # Port stays visible: Airflow 3.3's connection list sends port 0 for an empty
-                    # port when testing, which its API then refuses; a stored port avoids that.
-                    "hidden-fields": ["schema", "login"],
-                    "relabeling": {"host": "Base URL", "password": "API key", "port": "Port (optional)"},
-                    "placeholders": {"host": "https://api.anthropic.com", "password": "sk-ant-..."},
-                },
-                "conn-fields": {
-                    "workspace_id": {
-                        "label": "Workspace ID",
-                        "description": "Sent as anthropic-workspace-id, for keys that span several workspaces.",
-                        "schema": {"type": ["string", "null"], "examples": ["wrkspc_..."]},
-                    },
-                    "betas": {
-                        "label": "Extra betas",
-                        "description": "Comma-separated beta flags; managed-agents-2026-04-01 is always sent.",
-                        "schema": {"type": ["string", "null"]},
-                    },
-                    "timeout": {
-                        "label": "Timeout (seconds)",
-                        "description": "Per request; connecting is limited to 5 s.",
-                        "schema": {"type": ["number", "null"], "default": 60, "minimum": 1},
-                    },
-                    "max_retries": {
-                        "label": "Max retries",
-                        "description": "Retries of transient failures (429, 5xx, 529, connection errors).",
-                        "schema": {"type": ["integer", "null"], "default": 2, "minimum": 0},
-                    },
-                    "console_url": {
-                        "label": "Console base URL",
-                        "description": "Base of the operators' extra link to the deployment.",
-                        "schema": {"type": ["string", "null"], "default": "https://platform.claude.com"},
-                    },
-                },
+                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
+                "conn-fields": CONN_FIELDS,
             }
         ],
     }

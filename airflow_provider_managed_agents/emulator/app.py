@@ -24,6 +24,7 @@ from airflow_provider_managed_agents.emulator.faults import FaultPlan
 from airflow_provider_managed_agents.emulator.world import WORLD_KINDS, ApiProblem, World, bad_request, not_found
 from airflow_provider_managed_agents.exceptions import ManagedAgentsValidationError
 from airflow_provider_managed_agents.hooks.wire import MANAGED_AGENTS_BETA
+from airflow_provider_managed_agents.models.base import format_timestamp
 from airflow_provider_managed_agents.models.params import (
     CreateDeploymentParams,
     DeploymentListFilters,
@@ -300,11 +301,16 @@ class Emulator:
         }
 
     async def c_clock(self, request: Request) -> Any:
+        """Freeze or thaw the clock, move it forward, and run the scheduler at once: when the
+        answer arrives, every fire due by the new time has been recorded."""
         from datetime import timedelta
 
         body = await self._body(request)
+        if "freeze" in body:
+            self.world.clock.freeze(bool(body["freeze"]))
         self.world.clock.offset += timedelta(seconds=float(body.get("advance_seconds", 0)))
-        return {"now": self.world.snapshot()["now"]}
+        fired = self.world.tick()
+        return {"now": format_timestamp(self.world.clock.now()), "fired": fired}
 
     async def c_set_faults(self, request: Request) -> Any:
         self.faults = FaultPlan.from_json(await self._body(request))

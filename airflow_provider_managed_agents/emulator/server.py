@@ -26,7 +26,6 @@ class EmulatorHandle:
 
     base_url: str
     api_key: str
-    emulator: Any = None  # the in-process Emulator, when run in a thread
     process: subprocess.Popen[str] | None = field(default=None, repr=False)
 
     def connection_json(self) -> str:
@@ -59,8 +58,14 @@ class EmulatorHandle:
     def clear_faults(self) -> None:
         self.control("DELETE", "faults")
 
-    def advance_clock(self, seconds: float) -> None:
-        self.control("POST", "clock", {"advance_seconds": seconds})
+    def advance_clock(self, seconds: float) -> int:
+        """Move the emulator's clock forward; returns the scheduled fires that this made due
+        (already recorded when it returns)."""
+        return int(self.control("POST", "clock", {"advance_seconds": seconds})["fired"])
+
+    def freeze_clock(self, frozen: bool = True) -> None:
+        """Stop (or restart) the emulator's clock: only ``advance_clock`` moves it then."""
+        self.control("POST", "clock", {"freeze": frozen})
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -103,7 +108,7 @@ def run_emulator(
             raise RuntimeError("the emulator did not start")
         time.sleep(0.02)
     try:
-        yield EmulatorHandle(f"http://127.0.0.1:{port}", api_key, emulator)
+        yield EmulatorHandle(f"http://127.0.0.1:{port}", api_key)
     finally:
         server.should_exit = True
         thread.join(timeout=30)

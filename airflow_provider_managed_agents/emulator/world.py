@@ -87,12 +87,24 @@ class Thing:
 
 @dataclass
 class Clock:
-    """Real time plus an adjustable offset, so tests can jump to the next fire."""
+    """Real time plus an adjustable offset, so tests can jump to the next fire; frozen, it
+    stands still between jumps, so a test decides every moment the scheduler sees."""
 
     offset: timedelta = timedelta(0)
+    frozen_at: datetime | None = None
 
     def now(self) -> datetime:
+        if self.frozen_at is not None:
+            return self.frozen_at + self.offset
         return datetime.now(UTC) + self.offset
+
+    def freeze(self, frozen: bool) -> None:
+        if frozen and self.frozen_at is None:
+            self.frozen_at = datetime.now(UTC)
+        elif not frozen and self.frozen_at is not None:
+            # Carry on from the frozen moment: time never runs backwards for the world.
+            self.offset += self.frozen_at - datetime.now(UTC)
+            self.frozen_at = None
 
 
 class World:
@@ -316,7 +328,8 @@ class World:
         deployment = self.deployment(deployment_id)
         if deployment["archived_at"] is None:
             now = format_timestamp(self.clock.now())
-            deployment.update(archived_at=now, updated_at=now)
+            # The status enum has no "archived": an archived deployment reports active, unpaused.
+            deployment.update(archived_at=now, updated_at=now, status="active", paused_reason=None)
             self.next_fire.pop(deployment_id, None)
         return deployment
 

@@ -1,43 +1,49 @@
-"""ManagedAgentsHook: the one place that talks HTTP to the Managed Agents Deployments API."""
+"""ManagedAgentsHook: the one place that talks HTTP to the Managed Agents API."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import time
-import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from datetime import datetime
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import httpx
-from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowNotFoundException
+import pendulum
 
+from airflow_provider_managed_agents.compat import (
+    AirflowNotFoundException,
+    BaseHook,
+    aextra_dejson,
+    aget_connection,
+    amask_secret,
+    mask_secret,
+)
 from airflow_provider_managed_agents.exceptions import (
     ManagedAgentsAuthenticationError,
     ManagedAgentsError,
     ManagedAgentsPermissionError,
     ManagedAgentsValidationError,
 )
+from airflow_provider_managed_agents.hooks.loop_pool import loop_pool
 from airflow_provider_managed_agents.hooks.wire import (
     DEFAULT_BASE_URL,
     DEFAULT_CONSOLE_URL,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT_SECONDS,
-    MAX_CONNECTIONS,
     Attempts,
     Call,
     Secret,
     Settings,
-    is_ambiguous,
 )
 from airflow_provider_managed_agents.models.deployments import Deployment
 from airflow_provider_managed_agents.models.pages import Page
 from airflow_provider_managed_agents.models.params import (
     DEPLOYMENT_RUNS_PAGE_MAX,
+    DEPLOYMENTS_PAGE_MAX,
     IDEMPOTENCY_METADATA_KEY,
     CreateDeploymentParams,
     DeploymentListFilters,
@@ -54,16 +60,22 @@ if TYPE_CHECKING:
 
 ModelT = TypeVar("ModelT", bound="BaseModel")
 ParamsT = TypeVar("ParamsT", bound="BaseModel")
-
 FiltersT = TypeVar("FiltersT", DeploymentListFilters, DeploymentRunListFilters)
 
 DeploymentPage = Page[Deployment]
 DeploymentRunPage = Page[DeploymentRun]
 
+# How far before a send its result may carry a created_at, by the service's clock: allowance for
+# the worker's clock running ahead. Generous for deployments (the idempotency marker, not the
+# time, identifies the one to adopt), tight for runs (the time window is all there is).
+DEPLOYMENT_CLOCK_ALLOWANCE = timedelta(minutes=5)
+RUN_CLOCK_ALLOWANCE = timedelta(seconds=5)
 
-def _path_id(value: str, what: str) -> str:
+
+def path_id(value: Any, field: str) -> str:
+    """An id checked (non-empty, not a dot segment) and escaped for a URL path."""
     if not isinstance(value, str) or not value.strip() or value in {".", ".."}:
-        raise ManagedAgentsValidationError(f"{what}", [(what, "must be a non-empty id")])
+        raise ManagedAgentsValidationError("arguments", [(field, "must be a non-empty id")])
     return quote(value, safe="")
 
 
@@ -71,11 +83,21 @@ def _coerce(model: type[ParamsT], data: ParamsT | Mapping[str, Any], what: str) 
     return data if isinstance(data, model) else validate_params(model, dict(data), what)
 
 
+def _params_or_fields(
+    model: type[ParamsT], params: ParamsT | Mapping[str, Any] | None, fields: dict[str, Any], what: str
+) -> ParamsT:
+    """The request parameters, given either as one object or as the API's fields as keywords."""
+    if params is not None and fields:
+        raise ManagedAgentsValidationError(what, [("", "give a params object or keyword fields, not both")])
+    return _coerce(model, fields if params is None else params, what)
+
+
 def settings_from_connection(conn: Connection, extra: Mapping[str, Any] | None = None) -> Settings:
-    """Read :class:`Settings` from an Airflow connection of type ``managed_agents``.
+    """Read :class:`Settings` from an Airflow connection of type ``managed_agents`` (or
+    ``anthropic``, from ``apache-airflow-providers-anthropic``: the same password and host).
 
     ``extra`` is the decoded extra field when the caller already has it (the async path reads it
-    without blocking the triggerer's event loop).
+    without blocking the triggerer's event loop). Extras this provider does not know are ignored.
     """
     extra = conn.extra_dejson if extra is None else extra
     extra = extra or {}
@@ -105,85 +127,24 @@ def _blank_as(value: Any, default: Any) -> Any:
     return default if value is None or (isinstance(value, str) and not value.strip()) else value
 
 
-SETTINGS_TTL_SECONDS = 300.0
-
-
-class _LoopShared:
-    """What the hooks of one event loop share. A triggerer runs thousands of triggers in one
-    loop: they look each connection up once per ``SETTINGS_TTL_SECONDS``, use one AsyncClient
-    (one connection pool) per settings, and have at most ``MAX_CONNECTIONS`` requests in flight
-    on it.
-
-    A lookup in flight is shared by concurrent callers and runs as its own task, so one caller
-    being cancelled (a trigger torn down) does not cancel it for the others; a failed lookup is
-    not kept, and neither is a finished task (it would hold the loop alive).
-    """
-
-    def __init__(self) -> None:
-        self.settled: dict[str, tuple[float, Settings]] = {}
-        self.in_flight: dict[str, asyncio.Task[Settings]] = {}
-        self.clients: dict[Settings, httpx.AsyncClient] = {}
-        self.slots: dict[Settings, asyncio.Semaphore] = {}
-
-    async def settings(self, conn_id: str, load: Callable[[], Awaitable[Settings]]) -> Settings:
-        settled = self.settled.get(conn_id)
-        if settled is not None and time.monotonic() - settled[0] <= SETTINGS_TTL_SECONDS:
-            return settled[1]
-        task = self.in_flight.get(conn_id)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._load(conn_id, load))
-            self.in_flight[conn_id] = task
-        return await asyncio.shield(task)
-
-    async def _load(self, conn_id: str, load: Callable[[], Awaitable[Settings]]) -> Settings:
-        try:
-            settings = await load()
-            self.settled[conn_id] = (time.monotonic(), settings)
-            return settings
-        finally:
-            del self.in_flight[conn_id]
-
-    def client(self, settings: Settings) -> httpx.AsyncClient:
-        client = self.clients.get(settings)
-        if client is None or client.is_closed:
-            client = self.clients[settings] = httpx.AsyncClient(**settings.client_options())
-        return client
-
-    def slot(self, settings: Settings) -> asyncio.Semaphore:
-        """httpcore matches every queued request against every pooled connection each time one
-        frees up, milliseconds of CPU per request with a thousand triggers polling at once:
-        admitting no more requests than there are connections keeps its queue empty."""
-        slot = self.slots.get(settings)
-        if slot is None:
-            slot = self.slots[settings] = asyncio.Semaphore(MAX_CONNECTIONS)
-        return slot
-
-
-_loop_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopShared] = weakref.WeakKeyDictionary()
-
-
-def _shared() -> _LoopShared:
-    return _loop_shared.setdefault(asyncio.get_running_loop(), _LoopShared())
-
-
-def shared_async_client(settings: Settings) -> httpx.AsyncClient:
-    """This event loop's client for ``settings``."""
-    return _shared().client(settings)
+def _utc_now() -> datetime:
+    return pendulum.now("UTC")
 
 
 class ManagedAgentsHook(BaseHook):
-    """Talks to the Managed Agents Deployments API.
+    """Talks to the Managed Agents API (deployments, deployment runs and sessions).
 
-    Connection (type ``managed_agents``): password = API key; host = base URL (default
-    ``https://api.anthropic.com``); extras ``workspace_id``, ``betas`` (list or comma-separated),
-    ``timeout`` (seconds), ``max_retries``, ``console_url`` (for operator links). When the
-    connection does not exist and ``ANTHROPIC_API_KEY`` is set, that key is used
-    (with ``ANTHROPIC_BASE_URL`` if set).
+    Connection (type ``managed_agents``, or an ``anthropic`` connection as-is): password = API
+    key; host = base URL (default ``https://api.anthropic.com``); extras ``workspace_id``,
+    ``betas`` (list or comma-separated), ``timeout`` (seconds), ``max_retries``, ``console_url``
+    (for operator links). When the connection does not exist and ``ANTHROPIC_API_KEY`` is set,
+    that key is used (with ``ANTHROPIC_BASE_URL`` if set).
 
     Every method returns parsed models and raises the typed exceptions of
     :mod:`airflow_provider_managed_agents.exceptions`. Transient failures are retried with
-    backoff; ``create_deployment`` and ``run_deployment`` are never blindly re-sent once the
-    request may have reached the server.
+    backoff, within one budget of ``max_retries`` re-sends per call. ``create_deployment`` and
+    ``run_deployment`` are exactly-once within a call: after a failure that may have taken
+    effect they look for what it made and adopt it before sending again.
     """
 
     conn_name_attr = "managed_agents_conn_id"
@@ -199,6 +160,26 @@ class ManagedAgentsHook(BaseHook):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(managed_agents_conn_id={self.managed_agents_conn_id!r})"
 
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form's labels, for Airflow versions that do not read the provider
+        info's declarative ``ui-field-behaviour``."""
+        from airflow_provider_managed_agents.get_provider_info import UI_FIELD_BEHAVIOUR
+
+        return {
+            "hidden_fields": UI_FIELD_BEHAVIOUR["hidden-fields"],
+            "relabeling": UI_FIELD_BEHAVIOUR["relabeling"],
+            "placeholders": UI_FIELD_BEHAVIOUR["placeholders"],
+        }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The connection form's extra fields, for Airflow versions that do not read the
+        provider info's declarative ``conn-fields``."""
+        from airflow_provider_managed_agents.compat import connection_form_widgets
+
+        return connection_form_widgets()
+
     # --- connection ------------------------------------------------------------------------
 
     def _settings_from_env(self) -> Settings:
@@ -213,37 +194,34 @@ class ManagedAgentsHook(BaseHook):
         )
         return Settings(api_key=Secret(key), base_url=os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL)
 
-    def _remember(self, settings: Settings) -> Settings:
-        _mask(settings.api_key.reveal())
-        self._settings = settings
-        return settings
-
     @property
     def settings(self) -> Settings:
-        """Connection settings, read once per hook."""
+        """Connection settings for the sync path, read once per hook."""
         if self._settings is None:
             try:
                 conn = self.get_connection(self.managed_agents_conn_id)
             except AirflowNotFoundException:
-                return self._remember(self._settings_from_env())
-            return self._remember(settings_from_connection(conn))
+                settings = self._settings_from_env()
+            else:
+                settings = settings_from_connection(conn)
+            mask_secret(settings.api_key.reveal())
+            self._settings = settings
         return self._settings
 
     async def asettings(self) -> Settings:
-        """Connection settings for the async path. A triggerer runs many triggers on one
-        connection: they share one lookup per ``SETTINGS_TTL_SECONDS`` instead of one each."""
-        if self._settings is None:
-            self._settings = await _shared().settings(self.managed_agents_conn_id, self._aload_settings)
-        return self._settings
+        """Connection settings for the async path: shared by every hook of the event loop and
+        looked up again after ``SETTINGS_TTL_SECONDS``, so a rotated key reaches a running trigger."""
+        return await loop_pool().settings(self.managed_agents_conn_id, self._aload_settings)
 
     async def _aload_settings(self) -> Settings:
         try:
-            conn = await self.aget_connection(self.managed_agents_conn_id)
+            conn = await aget_connection(self, self.managed_agents_conn_id)
         except AirflowNotFoundException:
-            return self._remember(self._settings_from_env())
-        read_extra = getattr(conn, "aextra_dejson", None)  # Airflow >= 3.3.2
-        extra = await read_extra() if read_extra is not None else None
-        return self._remember(settings_from_connection(conn, extra))
+            settings = self._settings_from_env()
+        else:
+            settings = settings_from_connection(conn, await aextra_dejson(conn))
+        await amask_secret(settings.api_key.reveal())
+        return settings
 
     # --- transport -------------------------------------------------------------------------
 
@@ -260,8 +238,10 @@ class ManagedAgentsHook(BaseHook):
             self.client.close()
             del self.__dict__["client"]
 
-    def _call(self, call: Call[ModelT]) -> ModelT:
-        attempts = Attempts(call, self.settings.max_retries)
+    def _call(self, call: Call[ModelT], reconcile: Callable[[], ModelT | None] | None = None) -> ModelT:
+        """Send ``call``, retrying transient failures. For a non-idempotent call, ``reconcile``
+        looks for what a failed attempt may have made; it is adopted instead of sending again."""
+        attempts = Attempts(call, self.settings.max_retries, reconcilable=reconcile is not None)
         while True:
             outcome: httpx.Response | httpx.TransportError
             try:
@@ -271,16 +251,21 @@ class ManagedAgentsHook(BaseHook):
             delay = attempts.record(outcome)
             if delay is None:
                 return attempts.result()
+            if reconcile is not None and attempts.may_have_landed:
+                self.log.warning("%s may have taken effect; looking for it before sending again", call.label)
+                found = reconcile()
+                if found is not None:
+                    return found
             self._sleep(delay)
 
     async def _acall(self, call: Call[ModelT]) -> ModelT:
         settings = await self.asettings()
-        client = shared_async_client(settings)
         attempts = Attempts(call, settings.max_retries)
+        pool = loop_pool()
         while True:
             outcome: httpx.Response | httpx.TransportError
             try:
-                async with _shared().slot(settings):
+                async with pool.request_slot(self.managed_agents_conn_id, settings) as client:
                     outcome = await client.send(call.build(client))
             except httpx.TransportError as exc:
                 outcome = exc
@@ -288,17 +273,41 @@ class ManagedAgentsHook(BaseHook):
             if delay is None:
                 return attempts.result()
             await asyncio.sleep(delay)
+            settings = await self.asettings()
+
+    def _paginate(self, filters: FiltersT, make_call: Callable[[FiltersT], Call[Page[ModelT]]]) -> Iterator[ModelT]:
+        """Items of every page, fetching the next page only once this one is consumed and
+        holding one page at a time: memory stays flat however many items there are."""
+        while True:
+            page = self._call(make_call(filters))
+            cursor, items = page.next_page, page.data
+            del page
+            yield from items
+            del items
+            if not cursor:
+                return
+            filters = filters.model_copy(update={"page": cursor})
+
+    async def _apaginate(
+        self, filters: FiltersT, make_call: Callable[[FiltersT], Call[Page[ModelT]]]
+    ) -> AsyncIterator[ModelT]:
+        while True:
+            page = await self._acall(make_call(filters))
+            for item in page.data:
+                yield item
+            if not page.next_page:
+                return
+            filters = filters.model_copy(update={"page": page.next_page})
 
     # --- calls (shared by the sync and async methods) ----------------------------------------
 
     @staticmethod
     def _get_deployment_call(deployment_id: str) -> Call[Deployment]:
-        return Call("GET", f"/v1/deployments/{_path_id(deployment_id, 'deployment_id')}", Deployment)
+        return Call("GET", f"/v1/deployments/{path_id(deployment_id, 'deployment_id')}", Deployment)
 
     @staticmethod
     def _action_call(deployment_id: str, action: str) -> Call[Deployment]:
-        path = f"/v1/deployments/{_path_id(deployment_id, 'deployment_id')}/{action}"
-        return Call("POST", path, Deployment)
+        return Call("POST", f"/v1/deployments/{path_id(deployment_id, 'deployment_id')}/{action}", Deployment)
 
     @staticmethod
     def _list_deployments_call(filters: DeploymentListFilters) -> Call[DeploymentPage]:
@@ -310,78 +319,65 @@ class ManagedAgentsHook(BaseHook):
 
     @staticmethod
     def _get_run_call(deployment_run_id: str) -> Call[DeploymentRun]:
-        path = f"/v1/deployment_runs/{_path_id(deployment_run_id, 'deployment_run_id')}"
-        return Call("GET", path, DeploymentRun)
+        return Call("GET", f"/v1/deployment_runs/{path_id(deployment_run_id, 'deployment_run_id')}", DeploymentRun)
 
     # --- deployments -------------------------------------------------------------------------
 
     def create_deployment(
         self,
-        params: CreateDeploymentParams | Mapping[str, Any],
+        params: CreateDeploymentParams | Mapping[str, Any] | None = None,
+        /,
         *,
         idempotency_key: str | None = None,
         look_first: bool = False,
-        retry_ambiguous: bool = False,
+        **fields: Any,
     ) -> Deployment:
-        """Create a deployment; ``params`` are validated before anything is sent.
+        """Create a deployment from ``params`` or from the API's fields as keywords
+        (``create_deployment(name=..., agent=..., environment_id=..., initial_events=...)``);
+        everything is validated before anything is sent.
 
-        Without ``idempotency_key`` the request is re-sent only when it provably did not reach
-        the server (connect error, 429, 529). With one, the key is stored in ``metadata`` under
-        ``airflow_idempotency_key`` and the create is exactly-once: after an ambiguous failure
-        (timeout, dropped connection, 5xx) the deployments of that agent are scanned for the key
-        and a match is adopted instead of creating another. ``look_first`` scans before the first
-        send, for an Airflow task retry. The scan costs one paged list call, only on those paths.
-        ``retry_ambiguous`` re-sends blindly instead, for callers that accept duplicates.
+        With ``idempotency_key`` the key is stored in ``metadata`` under
+        ``airflow_idempotency_key`` (it needs one of the 16 pairs) and the create is exactly-once:
+        after a failure that may have taken effect, the agent's deployments created since the
+        send are listed (one page, normally one request) and the one holding the key is adopted.
+        ``look_first`` also looks before the first send, through all of the agent's live
+        deployments (``ceil(N / 100)`` requests for N of them), for one an earlier run made.
+        Without a key the create is re-sent only when it provably did not reach the server.
         """
-        validated = _coerce(CreateDeploymentParams, params, "create_deployment parameters")
+        validated = _params_or_fields(CreateDeploymentParams, params, fields, "create_deployment parameters")
         if idempotency_key is None:
-            return self._call(self._create_call(validated, retry_ambiguous))
+            if look_first:
+                raise ManagedAgentsValidationError(
+                    "create_deployment parameters", [("look_first", "needs an idempotency_key to look for")]
+                )
+            return self._call(self._create_call(validated))
         validated = with_idempotency_marker(validated, idempotency_key)
         agent_id = validated.agent if isinstance(validated.agent, str) else validated.agent.id
+        if look_first and (existing := self.find_deployment(agent_id, idempotency_key)) is not None:
+            self.log.info("Adopted deployment %s, which holds idempotency key %r", existing.id, idempotency_key)
+            return existing
+        sent_from = _utc_now() - DEPLOYMENT_CLOCK_ALLOWANCE
 
-        def find() -> Deployment | None:
-            return next(
-                (
-                    d
-                    for d in self.list_deployments(agent_id=agent_id, limit=100)
-                    if d.metadata.get(IDEMPOTENCY_METADATA_KEY) == idempotency_key
-                ),
-                None,
-            )
+        def made_by_the_failed_send() -> Deployment | None:
+            found = self.find_deployment(agent_id, idempotency_key, created_since=sent_from)
+            if found is not None:
+                self.log.info("Adopted deployment %s, made by the request that failed", found.id)
+            return found
 
-        send = lambda: self._call(self._create_call(validated))  # noqa: E731
-        return self._exactly_once(send, find, find if look_first else None, "deployment")
+        return self._call(self._create_call(validated), made_by_the_failed_send)
+
+    def find_deployment(
+        self, agent_id: str, idempotency_key: str, *, created_since: datetime | None = None
+    ) -> Deployment | None:
+        """The live deployment of ``agent_id`` holding ``idempotency_key`` (archived ones are
+        not looked at): one request per 100 of the agent's deployments created since
+        ``created_since`` (all of them without it)."""
+        listed = self.list_deployments(agent_id=agent_id, created_at_gte=created_since, limit=DEPLOYMENTS_PAGE_MAX)
+        return next((d for d in listed if d.metadata.get(IDEMPOTENCY_METADATA_KEY) == idempotency_key), None)
 
     @staticmethod
-    def _create_call(params: CreateDeploymentParams, retry_ambiguous: bool = False) -> Call[Deployment]:
-        body = params.to_body()
-        return Call("POST", "/v1/deployments", Deployment, body=body, idempotent=False, retry_ambiguous=retry_ambiguous)
-
-    def _exactly_once(
-        self,
-        send: Callable[[], ModelT],
-        find: Callable[[], ModelT | None],
-        find_first: Callable[[], ModelT | None] | None,
-        what: str,
-    ) -> ModelT:
-        """Send a non-idempotent request at most once in effect: before every re-send look
-        (``find``) for what the failed send may have made, and adopt it; ``find_first`` looks
-        before the first send, for what an earlier task try made."""
-        if find_first is not None and (found := find_first()) is not None:
-            self.log.info("Adopting %s made by an earlier attempt", what)
-            return found
-        sends_left = self.settings.max_retries + 1
-        while True:
-            sends_left -= 1
-            try:
-                return send()
-            except ManagedAgentsError as exc:
-                if not is_ambiguous(exc) or sends_left <= 0:
-                    raise
-                self.log.warning("%s; checking whether the %s was made before sending again", exc, what)
-                if (found := find()) is not None:
-                    self.log.info("Adopting the %s that the failed attempt made", what)
-                    return found
+    def _create_call(params: CreateDeploymentParams) -> Call[Deployment]:
+        return Call("POST", "/v1/deployments", Deployment, body=params.to_body(), idempotent=False)
 
     def get_deployment(self, deployment_id: str) -> Deployment:
         return self._call(self._get_deployment_call(deployment_id))
@@ -395,10 +391,21 @@ class ManagedAgentsHook(BaseHook):
         first = _coerce(DeploymentListFilters, filters, "list_deployments filters")
         return self._paginate(first, self._list_deployments_call)
 
-    def update_deployment(self, deployment_id: str, params: UpdateDeploymentParams | Mapping[str, Any]) -> Deployment:
-        """Update only the fields present in ``params``: omitted = preserve, None = clear."""
-        body = _coerce(UpdateDeploymentParams, params, "update_deployment parameters").to_body()
-        path = f"/v1/deployments/{_path_id(deployment_id, 'deployment_id')}"
+    def alist_deployments(self, **filters: Any) -> AsyncIterator[Deployment]:
+        first = _coerce(DeploymentListFilters, filters, "list_deployments filters")
+        return self._apaginate(first, self._list_deployments_call)
+
+    def update_deployment(
+        self,
+        deployment_id: str,
+        params: UpdateDeploymentParams | Mapping[str, Any] | None = None,
+        /,
+        **fields: Any,
+    ) -> Deployment:
+        """Update only the fields given (as ``params`` or as keywords): omitted = preserve,
+        None = clear, ``metadata`` a merge patch."""
+        body = _params_or_fields(UpdateDeploymentParams, params, fields, "update_deployment parameters").to_body()
+        path = f"/v1/deployments/{path_id(deployment_id, 'deployment_id')}"
         # Replaying the same full replacement converges to the same state: safe to re-send.
         return self._call(Call("POST", path, Deployment, body=body))
 
@@ -411,42 +418,37 @@ class ManagedAgentsHook(BaseHook):
     def unpause_deployment(self, deployment_id: str) -> Deployment:
         return self._call(self._action_call(deployment_id, "unpause"))
 
-    def run_deployment(
-        self,
-        deployment_id: str,
-        *,
-        adopt_since: datetime | None = None,
-        look_first: bool = False,
-        retry_ambiguous: bool = False,
-    ) -> DeploymentRun:
+    def run_deployment(self, deployment_id: str) -> DeploymentRun:
         """Start a manual run now and return its run record.
 
-        Never blindly re-sent once the request may have reached the server. With
-        ``adopt_since``, an ambiguous failure first looks for a manual run of this deployment
-        created at or after ``adopt_since`` and adopts it; with ``look_first`` (an Airflow task
-        retry), a session-creating manual run in that window is adopted before sending. The API
-        has no idempotency key for runs, so a manual run started by someone else in that window
-        would be adopted too; keep the window small.
+        Never blindly re-sent once the request may have reached the server: after such a
+        failure the oldest manual run of the deployment created since the send is adopted (one
+        request), and only when there is none is the run sent again. The API has no idempotency
+        key for runs, so a manual run someone else started in those seconds would be adopted.
         """
-        path = f"/v1/deployments/{_path_id(deployment_id, 'deployment_id')}/run"
-        call = Call("POST", path, DeploymentRun, idempotent=False, retry_ambiguous=retry_ambiguous)
-        if adopt_since is None:
-            return self._call(call)
+        path = f"/v1/deployments/{path_id(deployment_id, 'deployment_id')}/run"
+        sent_from = _utc_now() - RUN_CLOCK_ALLOWANCE
 
-        def find(successful_only: bool) -> DeploymentRun | None:
-            page = self.list_deployment_runs_page(
-                deployment_id=deployment_id,
-                trigger_type="manual",
-                has_error=False if successful_only else None,
-                created_at_gte=adopt_since,
-                limit=DEPLOYMENT_RUNS_PAGE_MAX,
-            )
-            return min(page.data, key=lambda run: (run.created_at, run.id), default=None)
+        def made_by_the_failed_send() -> DeploymentRun | None:
+            run = self.find_manual_run(deployment_id, created_from=sent_from)
+            if run is not None:
+                self.log.info("Adopted run %s, made by the request that failed", run.id)
+            return run
 
-        # A failed send adopts whatever run it made, failed or not; an earlier task try that
-        # ended with a run error must be run again, so only a run that created a session counts.
-        earlier_try = (lambda: find(True)) if look_first else None
-        return self._exactly_once(lambda: self._call(call), lambda: find(False), earlier_try, "manual run")
+        return self._call(Call("POST", path, DeploymentRun, idempotent=False), made_by_the_failed_send)
+
+    def find_manual_run(
+        self, deployment_id: str, *, created_from: datetime, created_to: datetime | None = None
+    ) -> DeploymentRun | None:
+        """The oldest manual run of the deployment created in ``[created_from, created_to]``."""
+        page = self.list_deployment_runs_page(
+            deployment_id=deployment_id,
+            trigger_type="manual",
+            created_at_gte=created_from,
+            created_at_lte=created_to,
+            limit=DEPLOYMENT_RUNS_PAGE_MAX,
+        )
+        return min(page.data, key=lambda run: (run.created_at, run.id), default=None)
 
     # --- deployment runs ---------------------------------------------------------------------
 
@@ -462,6 +464,10 @@ class ManagedAgentsHook(BaseHook):
         first = _coerce(DeploymentRunListFilters, filters, "list_deployment_runs filters")
         return self._paginate(first, self._list_runs_call)
 
+    def alist_deployment_runs(self, **filters: Any) -> AsyncIterator[DeploymentRun]:
+        first = _coerce(DeploymentRunListFilters, filters, "list_deployment_runs filters")
+        return self._apaginate(first, self._list_runs_call)
+
     def list_deployment_runs_page(self, **filters: Any) -> DeploymentRunPage:
         """One page of runs: a single request."""
         first = _coerce(DeploymentRunListFilters, filters, "list_deployment_runs filters")
@@ -470,29 +476,6 @@ class ManagedAgentsHook(BaseHook):
     async def alist_deployment_runs_page(self, **filters: Any) -> DeploymentRunPage:
         first = _coerce(DeploymentRunListFilters, filters, "list_deployment_runs filters")
         return await self._acall(self._list_runs_call(first))
-
-    async def alist_deployment_runs(self, **filters: Any) -> AsyncIterator[DeploymentRun]:
-        filters_model = _coerce(DeploymentRunListFilters, filters, "list_deployment_runs filters")
-        while True:
-            page = await self._acall(self._list_runs_call(filters_model))
-            for run in page.data:
-                yield run
-            if not page.next_page:
-                return
-            filters_model = filters_model.model_copy(update={"page": page.next_page})
-
-    def _paginate(self, filters: FiltersT, make_call: Callable[[FiltersT], Call[Page[ModelT]]]) -> Iterator[ModelT]:
-        """Items of every page, fetching the next page only once this one is consumed and
-        holding one page at a time: memory stays flat however many items there are."""
-        while True:
-            page = self._call(make_call(filters))
-            cursor, items = page.next_page, page.data
-            del page
-            yield from items
-            del items
-            if not cursor:
-                return
-            filters = filters.model_copy(update={"page": cursor})
 
     # --- UI ----------------------------------------------------------------------------------
 
@@ -510,11 +493,3 @@ class ManagedAgentsHook(BaseHook):
             True,
             f"Connected to {self.settings.base_url} ({len(page.data)} deployment(s) visible on the first page).",
         )
-
-
-def _mask(secret: str) -> None:
-    try:
-        from airflow.sdk.log import mask_secret
-    except ImportError:  # pragma: no cover - older Task SDK
-        return
-    mask_secret(secret)

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from airflow_provider_managed_agents import __version__
 from airflow_provider_managed_agents.exceptions import (
     ManagedAgentsAPIError,
     ManagedAgentsConnectionError,
     ManagedAgentsError,
+    ManagedAgentsResponseError,
     ManagedAgentsTimeoutError,
     api_error_class,
 )
@@ -110,17 +111,16 @@ class Call(Generic[ModelT]):
     """One API operation: what to send and what the answer parses into.
 
     ``idempotent`` calls may be re-sent after any transient failure. Non-idempotent ones
-    (create, run) are re-sent only when the request provably did not take effect, unless
-    ``retry_ambiguous`` is set by a caller that reconciles duplicates itself.
+    (create, run) are re-sent only when the request provably did not take effect, or when the
+    caller can look for what a failed attempt may have made first (``Attempts.reconcilable``).
     """
 
     method: str
     path: str
     response_model: type[ModelT]
-    query: Mapping[str, str] | None = None
+    query: Mapping[str, str | list[str]] | None = None
     body: Mapping[str, Any] | None = None
     idempotent: bool = True
-    retry_ambiguous: bool = False
 
     def build(self, client: httpx.Client | httpx.AsyncClient) -> httpx.Request:
         kwargs: dict[str, Any] = {"params": dict(self.query) if self.query else None}
@@ -228,8 +228,12 @@ def is_ambiguous(exc: BaseException) -> bool:
     if isinstance(exc, ManagedAgentsConnectionError):
         return exc.request_sent is not False
     if isinstance(exc, ManagedAgentsAPIError):
-        return exc.status in AMBIGUOUS_STATUSES or (exc.status >= 500 and exc.status not in UNPROCESSED_STATUSES)
+        return _ambiguous_status(exc.status)
     return False
+
+
+def _ambiguous_status(status: int) -> bool:
+    return status in AMBIGUOUS_STATUSES or (status >= 500 and status not in UNPROCESSED_STATUSES)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -250,11 +254,17 @@ def error_from_transport(exc: httpx.TransportError, call: Call[Any]) -> ManagedA
 
 @dataclass
 class Attempts(Generic[ModelT]):
-    """Decides, after each attempt of a call, whether to retry, after how long, or to finish."""
+    """Decides, after each attempt of a call, whether to retry, after how long, or to finish.
+
+    One budget of ``max_retries`` covers every re-send of the call, including a non-idempotent
+    one re-sent after its caller looked for (``reconcilable``) and did not find what the failed
+    attempt may have made: sends never exceed ``max_retries + 1``.
+    """
 
     call: Call[ModelT]
     max_retries: int
     rng: random.Random | None = None
+    reconcilable: bool = False
     retries_done: int = 0
     _last: httpx.Response | ManagedAgentsError | None = field(default=None, repr=False)
 
@@ -290,7 +300,18 @@ class Attempts(Generic[ModelT]):
         return delay
 
     def _may_resend(self, *, unsent: bool) -> bool:
-        return self.call.idempotent or self.call.retry_ambiguous or unsent
+        return self.call.idempotent or unsent or self.reconcilable
+
+    @property
+    def may_have_landed(self) -> bool:
+        """Whether the last failed attempt of a non-idempotent call may have taken effect: its
+        caller must look for what it made before the call is sent again."""
+        if self.call.idempotent:
+            return False
+        last = self._last
+        if isinstance(last, httpx.Response):
+            return not last.is_success and _ambiguous_status(last.status_code)
+        return last is not None and is_ambiguous(last)
 
     def _should_retry_response(self, response: httpx.Response) -> bool:
         may_resend = self._may_resend(unsent=response.status_code in UNPROCESSED_STATUSES)
@@ -308,15 +329,23 @@ class Attempts(Generic[ModelT]):
     def result(self) -> ModelT:
         """The parsed response of the last attempt, or its typed exception."""
         last = self._last
-        if isinstance(last, ManagedAgentsError):
-            raise last
-        if last is None:
-            raise RuntimeError(f"{self.call.label} was never attempted")
-        if not last.is_success:
-            raise error_from_response(last, self.call)
-        parsed = self.call.response_model.model_validate_json(last.content)
-        _unbind_stream(last)
-        return parsed
+        if isinstance(last, httpx.Response):
+            if not last.is_success:
+                raise error_from_response(last, self.call)
+            return parse_response(last, self.call)
+        assert last is not None, "result() before record()"
+        raise last
+
+
+def parse_response(response: httpx.Response, call: Call[ModelT]) -> ModelT:
+    """The response body as the call's model; a body that truly cannot be read raises a
+    :class:`ManagedAgentsResponseError` naming the field and the request-id."""
+    try:
+        parsed = call.response_model.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise ManagedAgentsResponseError.from_validation(exc, call.label, response.headers.get("request-id")) from None
+    _unbind_stream(response)
+    return parsed
 
 
 def _unbind_stream(response: httpx.Response) -> None:

@@ -1,56 +1,40 @@
-"""The deployment object and its parts: agent reference, schedule, paused reason, budget."""
+"""The deployment object as the API returns it: agent reference, schedule, paused reason, budget.
+
+Lenient by design (Postel): every shape the API documents parses, unknown enum values keep
+their string, and request-side limits live in :mod:`~airflow_provider_managed_agents.models.params`.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, field_validator
+from pydantic import BeforeValidator, Discriminator, Field, Tag
 
 from airflow_provider_managed_agents.models.base import ApiModel, Timestamp, tag_or_fallback
-from airflow_provider_managed_agents.models.cron import parse_cron, zone
 from airflow_provider_managed_agents.models.events import InitialEvent
 from airflow_provider_managed_agents.models.resources import Resource
 
 
+def _null_as_empty(value: Any) -> Any:
+    return [] if value is None else value
+
+
 class AgentReference(ApiModel):
-    """An agent pinned to a version. In requests the version may be omitted (latest)."""
+    """An agent pinned to a version (always concrete in responses)."""
 
     type: Literal["agent"] = "agent"
-    id: str = Field(min_length=1)
-    version: int | None = Field(default=None, ge=1)
-
-
-class ScheduleSpec(ApiModel):
-    """A cron schedule as written in requests; validated exactly as the API does."""
-
-    type: Literal["cron"] = "cron"
-    expression: str
-    timezone: str
-
-    @field_validator("expression")
-    @classmethod
-    def _valid_cron(cls, expression: str) -> str:
-        parse_cron(expression)
-        return expression
-
-    @field_validator("timezone")
-    @classmethod
-    def _valid_zone(cls, timezone: str) -> str:
-        zone(timezone)
-        return timezone
+    id: str
+    version: int | None = None
 
 
 class Schedule(ApiModel):
-    """A schedule as returned, with the service's view of its past and next fires.
-
-    Not validated as strictly as :class:`ScheduleSpec`: a response is the service's truth.
-    """
+    """A schedule as returned, with the service's view of its past and next fires."""
 
     type: str = "cron"
     expression: str
     timezone: str
     last_run_at: Timestamp | None = None
-    upcoming_runs_at: list[Timestamp] = Field(default_factory=list)
+    upcoming_runs_at: Annotated[list[Timestamp], BeforeValidator(_null_as_empty)] = Field(default_factory=list)
 
 
 class ManualPausedReason(ApiModel):
@@ -87,20 +71,36 @@ PausedReason = Annotated[
 
 
 class Money(ApiModel):
-    """An amount in integer minor units of ``currency``."""
+    """An amount in integer minor units of ``currency`` (``"2500"`` USD = $25.00)."""
 
-    amount: str = Field(pattern=r"^(0|[1-9][0-9]*)$", description="integer minor units")
-    currency: Literal["USD"] = "USD"
+    amount: str
+    currency: str = "USD"
 
 
 class Budget(ApiModel):
-    """A spending limit per run (``max_list_cost``)."""
+    """A spending limit per session (``max_list_cost``)."""
 
-    type: Literal["limit"] = "limit"
+    type: str = "limit"
     max_list_cost: Money
 
 
-class Deployment(ApiModel):
+class _Lifecycle:
+    """Whether a deployment can still fire, read from its status fields."""
+
+    status: str
+    archived_at: Any
+
+    @property
+    def is_archived(self) -> bool:
+        # The status enum has no "archived": an archived deployment is told by archived_at.
+        return self.archived_at is not None
+
+    @property
+    def is_paused(self) -> bool:
+        return self.status == "paused"
+
+
+class Deployment(_Lifecycle, ApiModel):
     """A deployment: an agent bound to an environment, initial events, resources and an optional schedule."""
 
     id: str
@@ -121,11 +121,33 @@ class Deployment(ApiModel):
     created_at: Timestamp
     updated_at: Timestamp
 
-    @property
-    def is_archived(self) -> bool:
-        # The status enum has no "archived": an archived deployment is told by archived_at.
-        return self.archived_at is not None
 
-    @property
-    def is_paused(self) -> bool:
-        return self.status == "paused"
+class DeploymentState(_Lifecycle, ApiModel):
+    """The few fields of a deployment a wait decides on: whether it can still fire, and when.
+
+    What a trigger event carries instead of the whole deployment (whose initial events may hold
+    rubrics of 262,144 characters each): ``to_event()`` keeps id, status, paused reason and
+    archive time; ``upcoming_runs_at`` (at most 5 times) serves the schedule-aware sleep.
+    """
+
+    id: str
+    status: str = "active"
+    paused_reason: PausedReason | None = None
+    archived_at: Timestamp | None = None
+    scheduled: bool = False
+    upcoming_runs_at: list[Timestamp] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, deployment: Deployment) -> DeploymentState:
+        schedule = deployment.schedule
+        return cls(
+            id=deployment.id,
+            status=deployment.status,
+            paused_reason=deployment.paused_reason,
+            archived_at=deployment.archived_at,
+            scheduled=schedule is not None,
+            upcoming_runs_at=list(schedule.upcoming_runs_at) if schedule is not None else [],
+        )
+
+    def to_event(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", include={"id", "status", "paused_reason", "archived_at"})

@@ -1,19 +1,17 @@
 """Initial events: what every session created by a deployment receives first.
 
-The same classes parse responses and validate requests; per-element limits (rubric length,
-max_iterations) live here so that every path enforces them.
+These classes read responses, so they are lenient: any shape the API documents parses, and a
+variant this client does not know keeps its ``type``. The request-side limits (rubric length,
+max_iterations, non-empty content) live in :mod:`~airflow_provider_managed_agents.models.params`.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Discriminator, Field, Tag
+from pydantic import Discriminator, Tag
 
 from airflow_provider_managed_agents.models.base import ApiModel, tag_or_fallback
-
-RUBRIC_MAX_CHARS = 262_144
-MAX_ITERATIONS_LIMIT = 20
 
 
 class UnknownObject(ApiModel):
@@ -44,7 +42,7 @@ class FileSource(ApiModel):
     """An image or document uploaded with the Files API."""
 
     type: Literal["file"] = "file"
-    file_id: str = Field(min_length=1)
+    file_id: str
 
 
 class PlainTextSource(ApiModel):
@@ -119,14 +117,14 @@ class TextRubric(ApiModel):
     """An outcome rubric written inline."""
 
     type: Literal["text"] = "text"
-    content: str = Field(max_length=RUBRIC_MAX_CHARS)
+    content: str
 
 
 class FileRubric(ApiModel):
     """An outcome rubric held in an uploaded file."""
 
     type: Literal["file"] = "file"
-    file_id: str = Field(min_length=1)
+    file_id: str
 
 
 Rubric = Annotated[
@@ -141,7 +139,7 @@ class UserMessageEvent(ApiModel):
     """A ``user.message`` initial event."""
 
     type: Literal["user.message"] = "user.message"
-    content: list[ContentBlock] = Field(min_length=1)
+    content: list[ContentBlock]
 
     @classmethod
     def text(cls, text: str) -> UserMessageEvent:
@@ -155,14 +153,14 @@ class DefineOutcomeEvent(ApiModel):
     type: Literal["user.define_outcome"] = "user.define_outcome"
     description: str
     rubric: Rubric
-    max_iterations: int | None = Field(default=None, ge=1, le=MAX_ITERATIONS_LIMIT)
+    max_iterations: int | None = None
 
 
 class SystemMessageEvent(ApiModel):
     """A ``system.message`` initial event."""
 
     type: Literal["system.message"] = "system.message"
-    content: list[TextBlock] = Field(min_length=1)
+    content: list[TextBlock]
 
 
 InitialEvent = Annotated[

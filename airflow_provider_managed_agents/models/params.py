@@ -24,10 +24,25 @@ from pydantic import (
 )
 
 from airflow_provider_managed_agents.exceptions import ManagedAgentsValidationError
-from airflow_provider_managed_agents.models.base import ApiModel, Timestamp, format_timestamp
-from airflow_provider_managed_agents.models.deployments import AgentReference, Budget, ScheduleSpec
-from airflow_provider_managed_agents.models.events import InitialEvent, UnknownObject
-from airflow_provider_managed_agents.models.resources import REVEAL_SECRETS, Resource
+from airflow_provider_managed_agents.models.base import ApiModel, Timestamp, format_timestamp, tag_or_fallback
+from airflow_provider_managed_agents.models.cron import parse_cron, zone
+from airflow_provider_managed_agents.models.deployments import AgentReference, Budget, Money
+from airflow_provider_managed_agents.models.events import (
+    ContentBlock,
+    DefineOutcomeEvent,
+    FileRubric,
+    SystemMessageEvent,
+    TextBlock,
+    TextRubric,
+    UnknownObject,
+    UserMessageEvent,
+)
+from airflow_provider_managed_agents.models.resources import (
+    REVEAL_SECRETS,
+    FileResource,
+    GitHubRepositoryResource,
+    MemoryStoreResource,
+)
 
 INITIAL_EVENTS_MIN, INITIAL_EVENTS_MAX = 1, 50
 METADATA_MAX_PAIRS = 16
@@ -38,6 +53,9 @@ VAULT_IDS_MAX = 50
 DEPLOYMENTS_PAGE_MAX = 100
 DEPLOYMENT_RUNS_PAGE_MAX = 1000
 IDEMPOTENCY_METADATA_KEY = "airflow_idempotency_key"
+RUBRIC_MAX_CHARS = 262_144
+MAX_ITERATIONS_LIMIT = 20
+MEMORY_STORE_INSTRUCTIONS_MAX_CHARS = 4_096
 
 
 def _check_metadata_entries(metadata: dict[str, str | None]) -> None:
@@ -89,13 +107,138 @@ def _non_blank(value: str) -> str:
 Metadata = Annotated[dict[str, str], AfterValidator(check_metadata)]
 MetadataPatch = Annotated[dict[str, str | None], AfterValidator(check_metadata_patch)]
 NonBlank = Annotated[str, AfterValidator(_non_blank)]
+
+
+# --- request shapes: the response models, narrowed to what the API accepts ------------------
+# Responses parse leniently (models.deployments, models.events, models.resources); only what is
+# sent is held to the documented limits and closed enums, here.
+
+
+class AgentReferenceParam(AgentReference):
+    """``{"type": "agent", "id": ..., "version": N}``: a version, when given, is at least 1."""
+
+    id: NonBlank
+    version: int | None = Field(default=None, ge=1)
+
+
 AgentParam = Annotated[
-    Annotated[NonBlank, Tag("id")] | Annotated[AgentReference, Tag("reference")],
+    Annotated[NonBlank, Tag("id")] | Annotated[AgentReferenceParam, Tag("reference")],
     Discriminator(lambda value: "id" if isinstance(value, str) else "reference"),
 ]
 
 
-def _system_message_placement(events: list[InitialEvent]) -> list[InitialEvent]:
+class ScheduleSpec(ApiModel):
+    """A cron schedule as written in requests; validated exactly as the API does."""
+
+    type: Literal["cron"] = "cron"
+    expression: str
+    timezone: str
+
+    @field_validator("expression")
+    @classmethod
+    def _valid_cron(cls, expression: str) -> str:
+        parse_cron(expression)
+        return expression
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_zone(cls, timezone: str) -> str:
+        zone(timezone)
+        return timezone
+
+
+class UserMessageParam(UserMessageEvent):
+    """A ``user.message`` with at least one content block."""
+
+    content: list[ContentBlock] = Field(min_length=1)
+
+
+class TextRubricParam(TextRubric):
+    """An inline rubric of at most ``RUBRIC_MAX_CHARS`` characters."""
+
+    content: str = Field(max_length=RUBRIC_MAX_CHARS)
+
+
+class FileRubricParam(FileRubric):
+    """A rubric in an uploaded file."""
+
+    file_id: NonBlank
+
+
+RubricParam = Annotated[
+    Annotated[TextRubricParam, Tag("text")]
+    | Annotated[FileRubricParam, Tag("file")]
+    | Annotated[UnknownObject, Tag("unknown")],
+    Discriminator(tag_or_fallback({"text", "file"}, "unknown")),
+]
+
+
+class DefineOutcomeParam(DefineOutcomeEvent):
+    """A ``user.define_outcome`` with 1 to ``MAX_ITERATIONS_LIMIT`` iterations."""
+
+    rubric: RubricParam
+    max_iterations: int | None = Field(default=None, ge=1, le=MAX_ITERATIONS_LIMIT)
+
+
+class SystemMessageParam(SystemMessageEvent):
+    """A ``system.message`` with at least one text block."""
+
+    content: list[TextBlock] = Field(min_length=1)
+
+
+InitialEventParam = Annotated[
+    Annotated[UserMessageParam, Tag("user.message")]
+    | Annotated[DefineOutcomeParam, Tag("user.define_outcome")]
+    | Annotated[SystemMessageParam, Tag("system.message")]
+    | Annotated[UnknownObject, Tag("unknown")],
+    Discriminator(tag_or_fallback({"user.message", "user.define_outcome", "system.message"}, "unknown")),
+]
+
+
+class GitHubRepositoryParam(GitHubRepositoryResource):
+    """A repository to mount; ``authorization_token`` is write-only."""
+
+    url: NonBlank
+
+
+class FileResourceParam(FileResource):
+    """An uploaded file to mount."""
+
+    file_id: NonBlank
+
+
+class MemoryStoreParam(MemoryStoreResource):
+    """A memory store to attach, with a known ``access`` and bounded instructions."""
+
+    memory_store_id: NonBlank
+    access: Literal["read_write", "read_only"] | None = None
+    instructions: str | None = Field(default=None, max_length=MEMORY_STORE_INSTRUCTIONS_MAX_CHARS)
+
+
+ResourceParam = Annotated[
+    Annotated[GitHubRepositoryParam, Tag("github_repository")]
+    | Annotated[FileResourceParam, Tag("file")]
+    | Annotated[MemoryStoreParam, Tag("memory_store")]
+    | Annotated[UnknownObject, Tag("unknown")],
+    Discriminator(tag_or_fallback({"github_repository", "file", "memory_store"}, "unknown")),
+]
+
+
+class MoneyParam(Money):
+    """An amount in integer minor units (no leading zeros) of USD, the only currency."""
+
+    amount: str = Field(pattern=r"^(0|[1-9][0-9]*)$", description="integer minor units")
+    currency: Literal["USD"] = "USD"
+
+
+class BudgetParam(Budget):
+    """``{"type": "limit", "max_list_cost": {...}}``."""
+
+    type: Literal["limit"] = "limit"
+    max_list_cost: MoneyParam
+
+
+def _system_message_placement(events: list[InitialEventParam]) -> list[InitialEventParam]:
     """At most one ``system.message``: the final event, right after the ``user.message`` it
     accompanies (the API's rule)."""
     kinds = [getattr(event, "type", None) for event in events]
@@ -112,11 +255,11 @@ def _system_message_placement(events: list[InitialEvent]) -> list[InitialEvent]:
 
 
 InitialEvents = Annotated[
-    list[InitialEvent],
+    list[InitialEventParam],
     Field(min_length=INITIAL_EVENTS_MIN, max_length=INITIAL_EVENTS_MAX),
     AfterValidator(_system_message_placement),
 ]
-Resources = Annotated[list[Resource], Field(max_length=RESOURCES_MAX)]
+Resources = Annotated[list[ResourceParam], Field(max_length=RESOURCES_MAX)]
 VaultIds = Annotated[list[NonBlank], Field(max_length=VAULT_IDS_MAX)]
 
 
@@ -175,18 +318,27 @@ class CreateDeploymentParams(_RequestParams):
     resources: Resources | None = None
     schedule: ScheduleSpec | None = None
     vault_ids: VaultIds | None = None
-    budget: Budget | None = None
+    budget: BudgetParam | None = None
 
 
 def with_idempotency_marker(params: CreateDeploymentParams, key: str) -> CreateDeploymentParams:
     """``params`` with the idempotency marker in ``metadata``, within the metadata limits.
 
-    The author's own value for the marker key wins; without room for the marker (16 pairs
-    already), a ManagedAgentsValidationError says so rather than losing exactly-once silently.
+    One policy, refused before anything is sent rather than losing exactly-once silently: the
+    metadata may already hold the marker only with the same value, and must have room for it.
     """
     metadata = dict(params.metadata or {})
-    if metadata.get(IDEMPOTENCY_METADATA_KEY, key) != key:
-        return params
+    held = metadata.get(IDEMPOTENCY_METADATA_KEY, key)
+    if held != key:
+        raise ManagedAgentsValidationError(
+            "create_deployment parameters",
+            [
+                (
+                    f"metadata.{IDEMPOTENCY_METADATA_KEY}",
+                    "holds another value than the idempotency key; set one of them, not both",
+                )
+            ],
+        )
     metadata[IDEMPOTENCY_METADATA_KEY] = key
     try:
         check_metadata(metadata)
@@ -211,7 +363,7 @@ class UpdateDeploymentParams(_RequestParams):
     resources: Resources | None = None
     schedule: ScheduleSpec | None = None
     vault_ids: VaultIds | None = None
-    budget: Budget | None = None
+    budget: BudgetParam | None = None
 
     @field_validator("agent", "environment_id", "initial_events", "name", mode="before")
     @classmethod
@@ -305,5 +457,11 @@ def validate_params(model: type[ParamsT], data: dict[str, Any], what: str) -> Pa
         problems = []
         for error in exc.errors(include_input=False, include_url=False):
             message = error["msg"].removeprefix("Value error, ")
-            problems.append((format_location(error["loc"], data), message))
+            loc = error["loc"]
+            if error["type"] == "missing" and loc and isinstance(loc[-1], str):
+                # The missing key is not in the input to walk: name it after its parent's path.
+                parent = format_location(loc[:-1], data)
+                problems.append((f"{parent}.{loc[-1]}" if parent else loc[-1], message))
+            else:
+                problems.append((format_location(loc, data), message))
         raise ManagedAgentsValidationError(what, problems) from None

@@ -1,5 +1,8 @@
 """Resources mounted into each session: GitHub repositories, files and memory stores.
 
+Lenient, as every response model: request-side limits live in
+:mod:`~airflow_provider_managed_agents.models.params`.
+
 A GitHub ``authorization_token`` is write-only: it is held as a :class:`~pydantic.SecretStr`
 (never in repr, str, logs or XCom) and only revealed when the request body is serialised with
 the ``reveal_secrets`` context, which the hook alone uses.
@@ -14,7 +17,6 @@ from pydantic import Discriminator, Field, SecretStr, SerializationInfo, Tag, fi
 from airflow_provider_managed_agents.models.base import ApiModel, tag_or_fallback
 from airflow_provider_managed_agents.models.events import UnknownObject
 
-MEMORY_STORE_INSTRUCTIONS_MAX_CHARS = 4_096
 REVEAL_SECRETS = "reveal_secrets"
 
 
@@ -26,14 +28,14 @@ class BranchCheckout(ApiModel):
     """Check out a branch of the repository."""
 
     type: Literal["branch"] = "branch"
-    name: str = Field(min_length=1)
+    name: str
 
 
 class CommitCheckout(ApiModel):
     """Check out a commit of the repository."""
 
     type: Literal["commit"] = "commit"
-    sha: str = Field(min_length=1)
+    sha: str
 
 
 Checkout = Annotated[
@@ -48,7 +50,7 @@ class GitHubRepositoryResource(ApiModel):
     """A GitHub repository mounted into the session; its token is a secret and never shown."""
 
     type: Literal["github_repository"] = "github_repository"
-    url: str = Field(min_length=1)
+    url: str
     checkout: Checkout | None = None
     mount_path: str | None = None
     authorization_token: SecretStr | None = Field(default=None, repr=False)
@@ -64,7 +66,7 @@ class FileResource(ApiModel):
     """An uploaded file mounted into the session."""
 
     type: Literal["file"] = "file"
-    file_id: str = Field(min_length=1)
+    file_id: str
     mount_path: str | None = None
 
 
@@ -72,9 +74,9 @@ class MemoryStoreResource(ApiModel):
     """A memory store attached to the session."""
 
     type: Literal["memory_store"] = "memory_store"
-    memory_store_id: str = Field(min_length=1)
-    access: Literal["read_write", "read_only"] | None = None
-    instructions: str | None = Field(default=None, max_length=MEMORY_STORE_INSTRUCTIONS_MAX_CHARS)
+    memory_store_id: str
+    access: str | None = None  # read_write | read_only; a newer value keeps its string
+    instructions: str | None = None
 
 
 Resource = Annotated[

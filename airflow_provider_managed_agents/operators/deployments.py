@@ -9,7 +9,8 @@ XCom, a readable log and typed exceptions:
 - XCom ``return_value``: the deployment id (or the run id for the run operator); ``deployment``
   / ``deployment_run``: the full JSON-safe object (no secrets); ``session_id`` for runs;
   ``deployment_url``: the deployment in the Claude Console.
-- Bad arguments fail the task at once, before any request, without using Airflow retries.
+- Bad arguments fail the task at once, before any request, without using Airflow retries; so
+  do API errors that no retry can fix (400, 401, 403, 404, 413, 422).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from airflow.sdk import BaseOperator, BaseOperatorLink
 
@@ -29,29 +30,18 @@ if TYPE_CHECKING:
     from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
     from airflow_provider_managed_agents.models.deployments import Deployment
     from airflow_provider_managed_agents.models.runs import DeploymentRun
+    from airflow_provider_managed_agents.operators.run_journal import RunAttempt, RunJournal
 
 
-class _Unset:
-    """Marks an argument the DAG author did not pass (different from an explicit None)."""
-
-    _instance: ClassVar[_Unset | None] = None
-
-    def __new__(cls) -> _Unset:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
+class NotGiven:
+    """The default of an update argument the DAG author did not pass: the field is left as it
+    is, unlike an explicit ``None``, which clears it. Never stored on the operator."""
 
     def __repr__(self) -> str:
-        return "UNSET"
-
-    def __bool__(self) -> bool:
-        return False
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> _Unset:
-        return self
+        return "NOT_GIVEN"
 
 
-UNSET: Any = _Unset()
+NOT_GIVEN: Final = NotGiven()
 
 # initial_events and schedule may name a .json/.yaml file beside the DAG, as their whole value.
 # Not template_ext: Airflow would then take any templated string ending in ".json" (a message
@@ -59,28 +49,43 @@ UNSET: Any = _Unset()
 FILE_FIELDS = ("initial_events", "schedule")
 FILE_EXTENSIONS = (".json", ".yaml", ".yml")
 DAG_ID_KEY = "airflow_dag_id"
-# Allowance for the worker's clock running ahead of the service's when adopting a manual run.
-RUN_ADOPTION_SKEW = 5
 TASK_ID_KEY = "airflow_task_id"
+# API field -> operator attribute (BaseOperator owns ``resources``: worker cpus/ram).
+API_FIELDS: dict[str, str] = {
+    "agent": "agent",
+    "environment_id": "environment_id",
+    "initial_events": "initial_events",
+    "name": "name",
+    "description": "description",
+    "metadata": "metadata",
+    "resources": "deployment_resources",
+    "schedule": "schedule",
+    "vault_ids": "vault_ids",
+    "budget": "budget",
+}
 
 
 class ManagedAgentsDeploymentLink(BaseOperatorLink):
-    """Opens the deployment in the Claude Console."""
+    """Opens the deployment in the Claude Console.
+
+    Airflow asks for the link once, on the worker, with the operator that just ran (and stores
+    it for the UI), so the operator's own attribute answers; a task that failed before it knew
+    the deployment has no link.
+    """
 
     name = "Managed Agents deployment"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        url = getattr(operator, "deployment_url", None)
-        if url:
-            return str(url)
-        from airflow.sdk.bases.xcom import BaseXCom
-
-        return str(BaseXCom.get_value(ti_key=ti_key, key="deployment_url") or "")  # type: ignore[arg-type]
+        return str(getattr(operator, "deployment_url", None) or "")
 
 
 class ManagedAgentsBaseOperator(BaseOperator):
-    """Shared plumbing: the hook, XCom of results, and readable logs."""
+    """Shared plumbing: the hook, XCom of results, and readable logs.
 
+    :param managed_agents_conn_id: the ``managed_agents`` connection (or an ``anthropic`` one).
+    """
+
+    template_fields: Sequence[str] = ("managed_agents_conn_id",)
     ui_color = "#d4a27f"
     operator_extra_links = (ManagedAgentsDeploymentLink(),)
 
@@ -100,19 +105,29 @@ class ManagedAgentsBaseOperator(BaseOperator):
         if "hook" in self.__dict__:
             self.hook.close()
 
-    def _publish_deployment(self, context: Context, deployment: Deployment) -> str:
+    def _link_to(self, context: Context, deployment_id: str) -> None:
         from airflow_provider_managed_agents.operators.reporting import console_url
 
-        self.deployment_url = console_url(self.hook.settings, deployment.id)
-        ti = context["ti"]
-        ti.xcom_push(key="deployment", value=deployment.model_dump(mode="json"))
-        ti.xcom_push(key="deployment_url", value=self.deployment_url)
+        self.deployment_url = console_url(self.hook.settings, deployment_id)
+        context["ti"].xcom_push(key="deployment_url", value=self.deployment_url)
+
+    def _publish_deployment(self, context: Context, deployment: Deployment) -> str:
+        context["ti"].xcom_push(key="deployment", value=deployment.model_dump(mode="json"))
+        self._link_to(context, deployment.id)
         return deployment.id
 
     def _log_deployment(self, verb: str, deployment: Deployment) -> None:
         from airflow_provider_managed_agents.operators.reporting import describe_deployment
 
         self.log.info("%s %s", verb, describe_deployment(deployment))
+
+
+def checked_id(value: Any, field: str) -> str:
+    """A rendered id argument, refused before any request when empty."""
+    from airflow_provider_managed_agents.hooks.managed_agents import path_id
+
+    path_id(value, field)
+    return str(value)
 
 
 def _load_structured(value: Any, field: str) -> Any:
@@ -138,22 +153,34 @@ def _message_events(message: str | None, initial_events: Any, required: bool) ->
     """``message="..."`` is shorthand for one ``user.message`` text event."""
     from airflow_provider_managed_agents.exceptions import ManagedAgentsValidationError
 
-    has_events = initial_events is not UNSET and initial_events is not None
-    if message is not None and message is not UNSET:
-        if has_events:
+    if message is not None:
+        if initial_events is not None:
             raise ManagedAgentsValidationError(
                 "arguments", [("message", "give either message or initial_events, not both")]
             )
         return [{"type": "user.message", "content": [{"type": "text", "text": message}]}]
-    if required and not has_events:
+    if required and initial_events is None:
         raise ManagedAgentsValidationError(
             "arguments", [("initial_events", "required (or pass message='...' for a single text message)")]
         )
     return initial_events
 
 
+def _mask_resource_tokens(resources: Any) -> None:
+    if not isinstance(resources, list):
+        return
+    from airflow_provider_managed_agents.compat import mask_secret
+
+    for resource in resources:
+        token = resource.get("authorization_token") if isinstance(resource, Mapping) else None
+        if token:
+            mask_secret(token)
+
+
 class _DeploymentFieldsOperator(ManagedAgentsBaseOperator):
     """The API's deployment fields as operator arguments with the same names."""
+
+    message: str | None
 
     template_fields: Sequence[str] = (
         "agent",
@@ -167,6 +194,7 @@ class _DeploymentFieldsOperator(ManagedAgentsBaseOperator):
         "schedule",
         "vault_ids",
         "budget",
+        "managed_agents_conn_id",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {
         "initial_events": "json",
@@ -187,68 +215,17 @@ class _DeploymentFieldsOperator(ManagedAgentsBaseOperator):
                 setattr(self, field, jinja_env.loader.get_source(jinja_env, value)[0])
         super().render_template_fields(context, jinja_env)
 
-    def __init__(
-        self,
-        *,
-        agent: Any = UNSET,
-        environment_id: Any = UNSET,
-        initial_events: Any = UNSET,
-        message: Any = UNSET,
-        name: Any = UNSET,
-        description: Any = UNSET,
-        metadata: Any = UNSET,
-        resources: Any = UNSET,
-        schedule: Any = UNSET,
-        vault_ids: Any = UNSET,
-        budget: Any = UNSET,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.agent = agent
-        self.environment_id = environment_id
-        self.initial_events = initial_events
-        self.message = message
-        self.name = name
-        self.description = description
-        self.metadata = metadata
-        # BaseOperator already owns ``resources`` (worker cpus/ram), so the API's field lives
-        # under another attribute while the argument keeps the API's name.
-        self.deployment_resources = resources
-        self.schedule = schedule
-        self.vault_ids = vault_ids
-        self.budget = budget
-
-    def _set_fields(self, *, events_required: bool) -> dict[str, Any]:
-        """The arguments the author set, after templating, as API field names."""
-        values = {
-            "agent": self.agent,
-            "environment_id": self.environment_id,
-            "initial_events": _message_events(self.message, self.initial_events, events_required),
-            "name": self.name,
-            "description": self.description,
-            "metadata": self.metadata,
-            "resources": self.deployment_resources,
-            "schedule": self.schedule,
-            "vault_ids": self.vault_ids,
-            "budget": self.budget,
-        }
-        fields = {key: value for key, value in values.items() if value is not UNSET}
+    def _api_fields(self, given: set[str], *, events_required: bool) -> dict[str, Any]:
+        """The API fields among ``given``, after templating, keyed by their API names."""
+        values = {name: getattr(self, attribute) for name, attribute in API_FIELDS.items() if name in given}
+        events = _message_events(self.message, values.get("initial_events"), events_required)
+        if events is not None:
+            values["initial_events"] = events
         for key in FILE_FIELDS:
-            if key in fields:
-                fields[key] = _load_structured(fields[key], key)
-        _mask_resource_tokens(fields.get("resources"))
-        return fields
-
-
-def _mask_resource_tokens(resources: Any) -> None:
-    if not isinstance(resources, list):
-        return
-    from airflow.sdk.log import mask_secret
-
-    for resource in resources:
-        token = resource.get("authorization_token") if isinstance(resource, Mapping) else None
-        if token:
-            mask_secret(token)
+            if key in values:
+                values[key] = _load_structured(values[key], key)
+        _mask_resource_tokens(values.get("resources"))
+        return values
 
 
 class ManagedAgentsCreateDeploymentOperator(_DeploymentFieldsOperator):
@@ -260,22 +237,55 @@ class ManagedAgentsCreateDeploymentOperator(_DeploymentFieldsOperator):
     :param initial_events: events sent to each new session (1-50), or a .json/.yaml file name.
     :param message: shorthand for a single ``user.message`` text event.
     :param name: human-readable name (required).
-    :param description, metadata, resources, vault_ids, budget: as in the API (``resources`` is
-        kept on the ``deployment_resources`` attribute: BaseOperator owns ``resources``).
+    :param description: free text.
+    :param metadata: up to 16 string pairs (one is taken by the idempotency marker).
+    :param resources: repositories, files and memory stores to mount (kept on the
+        ``deployment_resources`` attribute: BaseOperator owns ``resources``).
     :param schedule: ``{"type": "cron", "expression": ..., "timezone": ...}`` or a file name.
-    :param idempotency_key: marker that makes the create exactly-once across retries; derived
-        from the DAG, task, run and map index when not given.
+    :param vault_ids: vaults whose credentials sessions may use.
+    :param budget: ``{"type": "limit", "max_list_cost": {"amount": "2500", "currency": "USD"}}``.
+    :param idempotency_key: the deployment's identity across DAG runs: the create adopts the live
+        deployment of this agent that holds it (one list call, before sending) instead of making
+        a second one. Without it, a key derived from the DAG, task, run and map index makes the
+        create exactly-once across this task instance's tries (looked up on retries only).
     :param managed_agents_conn_id: the ``managed_agents`` connection.
 
-    Metadata gains ``airflow_dag_id`` and ``airflow_task_id`` (never overwriting the author's
-    keys, and only while under the 16-pair limit). XCom: ``return_value`` = deployment id,
-    ``deployment`` = the created deployment.
+    Metadata gains ``airflow_idempotency_key``, then ``airflow_dag_id`` and ``airflow_task_id``
+    while the 16-pair limit leaves room (never overwriting the author's keys). XCom:
+    ``return_value`` = deployment id, ``deployment`` = the created (or adopted) deployment.
     """
 
     template_fields: Sequence[str] = (*_DeploymentFieldsOperator.template_fields, "idempotency_key")
 
-    def __init__(self, *, idempotency_key: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        agent: str | dict[str, Any] | None = None,
+        environment_id: str | None = None,
+        initial_events: list[dict[str, Any]] | str | None = None,
+        message: str | None = None,
+        name: str | None = None,
+        description: str | None = None,
+        metadata: dict[str, str] | None = None,
+        resources: list[dict[str, Any]] | None = None,
+        schedule: dict[str, Any] | str | None = None,
+        vault_ids: list[str] | None = None,
+        budget: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        self.agent = agent
+        self.environment_id = environment_id
+        self.initial_events = initial_events
+        self.message = message
+        self.name = name
+        self.description = description
+        self.metadata = metadata
+        self.deployment_resources = resources
+        self.schedule = schedule
+        self.vault_ids = vault_ids
+        self.budget = budget
         self.idempotency_key = idempotency_key
 
     def execute(self, context: Context) -> str:
@@ -284,26 +294,29 @@ class ManagedAgentsCreateDeploymentOperator(_DeploymentFieldsOperator):
             METADATA_MAX_PAIRS,
             CreateDeploymentParams,
             validate_params,
+            with_idempotency_marker,
         )
 
-        fields = self._set_fields(events_required=True)
-        metadata = dict(fields.get("metadata") or {})
+        set_fields = {name for name, attr in API_FIELDS.items() if getattr(self, attr) is not None}
+        fields = self._api_fields(set_fields | {"initial_events"}, events_required=True)
         key = self.idempotency_key or default_idempotency_key(context)
-        # The marker first (it makes retries safe), then the labels, while there is room.
-        labels = {IDEMPOTENCY_METADATA_KEY: key, DAG_ID_KEY: self.dag_id, TASK_ID_KEY: self.task_id}
-        for label, value in labels.items():
-            if label not in metadata and len(metadata) < METADATA_MAX_PAIRS:
+        metadata = dict(fields.get("metadata") or {})
+        # The marker first (it makes the create exactly-once), then the labels, while there is room.
+        room = METADATA_MAX_PAIRS - len(metadata) - (0 if IDEMPOTENCY_METADATA_KEY in metadata else 1)
+        for label, value in ((DAG_ID_KEY, self.dag_id), (TASK_ID_KEY, self.task_id)):
+            if label not in metadata and room > 0:
                 metadata[label] = value
+                room -= 1
         fields["metadata"] = metadata
         params = validate_params(CreateDeploymentParams, fields, "create_deployment arguments")
-        exactly_once = metadata.get(IDEMPOTENCY_METADATA_KEY) == key
-        if not exactly_once:
-            self.log.warning("metadata is full: no idempotency marker, so a retried create may duplicate")
-        deployment = self.hook.create_deployment(
-            params,
-            idempotency_key=key if exactly_once else None,
-            look_first=context["ti"].try_number > 1,
-        )
+        params = with_idempotency_marker(params, key)
+        if self.idempotency_key or context["ti"].try_number > 1:
+            agent_id = params.agent if isinstance(params.agent, str) else params.agent.id
+            existing = self.hook.find_deployment(agent_id=agent_id, idempotency_key=key)
+            if existing is not None:
+                self._log_deployment("Adopted", existing)
+                return self._publish_deployment(context, existing)
+        deployment = self.hook.create_deployment(params, idempotency_key=key)
         self._log_deployment("Created", deployment)
         return self._publish_deployment(context, deployment)
 
@@ -320,37 +333,77 @@ def default_idempotency_key(context: Context) -> str:
 class ManagedAgentsUpdateDeploymentOperator(_DeploymentFieldsOperator):
     """Update a deployment, sending only the arguments the DAG author set.
 
-    Unset arguments are omitted (the API preserves them); an explicit ``None`` clears the field
-    where the API allows it (description, resources, schedule, vault_ids, budget). ``metadata``
-    is a merge patch: a ``None`` value deletes that key. Safe to retry: replaying the same update
-    converges to the same state.
+    Arguments not given are omitted (the API preserves them); an explicit ``None`` clears the
+    field where the API allows it (description, resources, schedule, vault_ids, budget).
+    ``metadata`` is a merge patch: a ``None`` value deletes that key. Safe to retry: replaying
+    the same update converges to the same state. Takes the create operator's field arguments,
+    plus:
+
+    :param deployment_id: the deployment to update.
 
     XCom: ``return_value`` = deployment id, ``deployment`` = the updated deployment.
     """
 
     template_fields: Sequence[str] = ("deployment_id", *_DeploymentFieldsOperator.template_fields)
 
-    def __init__(self, *, deployment_id: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        deployment_id: str,
+        agent: str | dict[str, Any] | NotGiven = NOT_GIVEN,
+        environment_id: str | NotGiven = NOT_GIVEN,
+        initial_events: list[dict[str, Any]] | str | NotGiven = NOT_GIVEN,
+        message: str | None = None,
+        name: str | NotGiven = NOT_GIVEN,
+        description: str | NotGiven | None = NOT_GIVEN,
+        metadata: dict[str, str | None] | NotGiven | None = NOT_GIVEN,
+        resources: list[dict[str, Any]] | NotGiven | None = NOT_GIVEN,
+        schedule: dict[str, Any] | str | NotGiven | None = NOT_GIVEN,
+        vault_ids: list[str] | NotGiven | None = NOT_GIVEN,
+        budget: dict[str, Any] | NotGiven | None = NOT_GIVEN,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.deployment_id = deployment_id
+        arguments: dict[str, Any] = {
+            "agent": agent,
+            "environment_id": environment_id,
+            "initial_events": initial_events,
+            "name": name,
+            "description": description,
+            "metadata": metadata,
+            "resources": resources,
+            "schedule": schedule,
+            "vault_ids": vault_ids,
+            "budget": budget,
+        }
+        # Which fields to send is decided here, once; the attributes hold plain values (None
+        # when not given) so that rendered templates show what the author wrote.
+        self.given_fields = sorted(name for name, value in arguments.items() if value is not NOT_GIVEN)
+        for name, value in arguments.items():
+            setattr(self, API_FIELDS[name], None if value is NOT_GIVEN else value)
+        self.message = message
 
     def execute(self, context: Context) -> str:
         from airflow_provider_managed_agents.models.params import UpdateDeploymentParams, validate_params
 
-        params = validate_params(
-            UpdateDeploymentParams, self._set_fields(events_required=False), "update_deployment arguments"
-        )
+        deployment_id = checked_id(self.deployment_id, "deployment_id")
+        fields = self._api_fields(set(self.given_fields), events_required=False)
+        params = validate_params(UpdateDeploymentParams, fields, "update_deployment arguments")
         changed = sorted(params.model_fields_set)
-        deployment = self.hook.update_deployment(self.deployment_id, params)
+        deployment = self.hook.update_deployment(deployment_id, params)
         self._log_deployment(f"Updated {', '.join(changed) or 'nothing'} of", deployment)
         return self._publish_deployment(context, deployment)
 
 
 class _DeploymentActionOperator(ManagedAgentsBaseOperator):
     """Pause, unpause or archive: read the state first, act only when it differs, so that a
-    repeated action (or an Airflow retry) succeeds and says so."""
+    repeated action (or an Airflow retry) succeeds and says so.
 
-    template_fields: Sequence[str] = ("deployment_id",)
+    :param deployment_id: the deployment to act on.
+    """
+
+    template_fields: Sequence[str] = ("deployment_id", "managed_agents_conn_id")
     action: ClassVar[str]
 
     def __init__(self, *, deployment_id: str, **kwargs: Any) -> None:
@@ -360,26 +413,23 @@ class _DeploymentActionOperator(ManagedAgentsBaseOperator):
     def already_done(self, deployment: Deployment) -> bool:
         raise NotImplementedError
 
-    def perform(self) -> Deployment:
+    def perform(self, deployment_id: str) -> Deployment:
         raise NotImplementedError
 
     def execute(self, context: Context) -> str:
-        from airflow_provider_managed_agents.exceptions import ManagedAgentsValidationError
-
-        if not isinstance(self.deployment_id, str) or not self.deployment_id.strip():
-            raise ManagedAgentsValidationError("arguments", [("deployment_id", "must be a non-empty id")])
-        current = self.hook.get_deployment(self.deployment_id)
+        deployment_id = checked_id(self.deployment_id, "deployment_id")
+        current = self.hook.get_deployment(deployment_id)
         if self.already_done(current):
             self._log_deployment(f"Nothing to do, already {self.action}:", current)
             deployment = current
         else:
             self._check_allowed(current)
-            deployment = self.perform()
+            deployment = self.perform(deployment_id)
             self._log_deployment(f"{self.action.capitalize()}", deployment)
         return self._publish_deployment(context, deployment)
 
     def _check_allowed(self, deployment: Deployment) -> None:
-        from airflow.sdk.exceptions import AirflowFailException
+        from airflow_provider_managed_agents.compat import AirflowFailException
 
         if deployment.is_archived:
             raise AirflowFailException(
@@ -395,8 +445,8 @@ class ManagedAgentsPauseDeploymentOperator(_DeploymentActionOperator):
     def already_done(self, deployment: Deployment) -> bool:
         return deployment.is_paused
 
-    def perform(self) -> Deployment:
-        return self.hook.pause_deployment(self.deployment_id)
+    def perform(self, deployment_id: str) -> Deployment:
+        return self.hook.pause_deployment(deployment_id)
 
 
 class ManagedAgentsUnpauseDeploymentOperator(_DeploymentActionOperator):
@@ -407,8 +457,8 @@ class ManagedAgentsUnpauseDeploymentOperator(_DeploymentActionOperator):
     def already_done(self, deployment: Deployment) -> bool:
         return not deployment.is_paused
 
-    def perform(self) -> Deployment:
-        return self.hook.unpause_deployment(self.deployment_id)
+    def perform(self, deployment_id: str) -> Deployment:
+        return self.hook.unpause_deployment(deployment_id)
 
 
 class ManagedAgentsArchiveDeploymentOperator(_DeploymentActionOperator):
@@ -423,58 +473,115 @@ class ManagedAgentsArchiveDeploymentOperator(_DeploymentActionOperator):
     def _check_allowed(self, deployment: Deployment) -> None:
         pass
 
-    def perform(self) -> Deployment:
-        return self.hook.archive_deployment(self.deployment_id)
+    def perform(self, deployment_id: str) -> Deployment:
+        return self.hook.archive_deployment(deployment_id)
 
 
 class ManagedAgentsRunDeploymentOperator(ManagedAgentsBaseOperator):
     """Start a manual run of a deployment now and gate on its outcome.
 
+    :param deployment_id: the deployment to run.
+
     Success (a session was created) returns the run id and pushes ``session_id`` and
     ``deployment_run``. A run error raises its typed exception
     (:mod:`airflow_provider_managed_agents.exceptions`): ``SessionRateLimitedRunError`` lets
     Airflow's task retries apply; terminal errors (archived, not found, disabled, rejected...)
-    fail the task without retries. Retries never start a second run for the same attempt: a
-    manual run created since the first attempt was sent is adopted instead.
+    fail the task without retries. A retry starts a new run, except when an earlier try of this
+    task sent one and never learned its outcome: that run is adopted (see
+    :mod:`~airflow_provider_managed_agents.operators.run_journal`).
     """
 
-    template_fields: Sequence[str] = ("deployment_id",)
+    template_fields: Sequence[str] = ("deployment_id", "managed_agents_conn_id")
 
     def __init__(self, *, deployment_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.deployment_id = deployment_id
 
     def execute(self, context: Context) -> str:
-        import pendulum
-
         from airflow_provider_managed_agents.exceptions import exception_for_run
-        from airflow_provider_managed_agents.operators.reporting import console_url, describe_run
+        from airflow_provider_managed_agents.operators.reporting import describe_run
+        from airflow_provider_managed_agents.operators.run_journal import RunJournal
 
-        ti = context["ti"]
-        retrying = ti.try_number > 1
-        # A retry adopts a session-creating manual run made since this DAG run started, since
-        # the first try's send time does not survive into the retry.
-        since = _dag_run_start(context) if retrying else pendulum.now("UTC").subtract(seconds=RUN_ADOPTION_SKEW)
-        run = self.hook.run_deployment(self.deployment_id, adopt_since=since, look_first=retrying)
+        deployment_id = checked_id(self.deployment_id, "deployment_id")
+        journal = RunJournal.for_task(context)
+        run = self._adopt(journal.read(), deployment_id)
+        if run is None:
+            run = self._send(journal, deployment_id, context["ti"].try_number)
+            self.log.info("%s", describe_run(run))
         self._publish_run(context, run)
-        self.deployment_url = console_url(self.hook.settings, run.deployment_id)
-        ti.xcom_push(key="deployment_url", value=self.deployment_url)
-        self.log.info("%s", describe_run(run))
+        journal.forget()
         error = exception_for_run(run)
         if error is not None:
             raise error
         return run.id
 
-    @staticmethod
-    def _publish_run(context: Context, run: DeploymentRun) -> None:
+    def _adopt(self, earlier: RunAttempt | None, deployment_id: str) -> DeploymentRun | None:
+        """The run an earlier try of this task made, when this try must carry on with it."""
+        from airflow_provider_managed_agents.hooks.managed_agents import RUN_CLOCK_ALLOWANCE
+        from airflow_provider_managed_agents.operators.reporting import describe_run
+
+        if earlier is None or earlier.deployment_id != deployment_id:
+            return None
+        if earlier.state == "following" and earlier.run_id:
+            run = self.hook.get_deployment_run(earlier.run_id)
+            self.log.info("Adopted run %s, started by try %d of this task", run.id, earlier.try_number)
+            return run
+        start, end = earlier.window(longest_send(self.hook))
+        found = self.hook.find_manual_run(deployment_id, created_from=start, created_to=end + RUN_CLOCK_ALLOWANCE)
+        if found is None:
+            self.log.info("Try %d of this task sent no run that landed; sending one", earlier.try_number)
+            return None
+        if found.error is not None:
+            self.log.info(
+                "Try %d of this task made run %s, which failed (%s); sending a new one",
+                earlier.try_number,
+                found.id,
+                found.error.type,
+            )
+            return None
+        self.log.info(
+            "Adopted run %s, sent by try %d of this task, which never learned its outcome: %s",
+            found.id,
+            earlier.try_number,
+            describe_run(found),
+        )
+        return found
+
+    def _send(self, journal: RunJournal, deployment_id: str, try_number: int) -> DeploymentRun:
+        """Start the run, with the journal saying so while its outcome is unknown."""
+        import dataclasses
+
+        from airflow_provider_managed_agents.exceptions import ManagedAgentsError
+        from airflow_provider_managed_agents.hooks.managed_agents import RUN_CLOCK_ALLOWANCE
+        from airflow_provider_managed_agents.hooks.wire import is_ambiguous
+        from airflow_provider_managed_agents.models.base import format_timestamp
+        from airflow_provider_managed_agents.operators.run_journal import RunAttempt
+        from airflow_provider_managed_agents.waiting import clock
+
+        attempt = RunAttempt(deployment_id, try_number, format_timestamp(clock.now() - RUN_CLOCK_ALLOWANCE))
+        journal.write(attempt)
+        try:
+            return self.hook.run_deployment(deployment_id)
+        except ManagedAgentsError as exc:
+            if is_ambiguous(exc):
+                journal.write(dataclasses.replace(attempt, sent_until=format_timestamp(clock.now())))
+            else:
+                journal.forget()
+            raise
+
+    def _publish_run(self, context: Context, run: DeploymentRun) -> None:
         ti = context["ti"]
         ti.xcom_push(key="deployment_run", value=run.model_dump(mode="json"))
         ti.xcom_push(key="session_id", value=run.session_id)
+        self._link_to(context, run.deployment_id)
 
 
-def _dag_run_start(context: Context) -> Any:
-    import pendulum
+def longest_send(hook: ManagedAgentsHook) -> Any:
+    """How long after its start a try's run request (all its retries) can still have landed."""
+    from datetime import timedelta
 
-    dag_run = context.get("dag_run")
-    start = getattr(dag_run, "start_date", None) or getattr(context["ti"], "start_date", None)
-    return start or pendulum.now("UTC")
+    from airflow_provider_managed_agents.hooks.wire import MAX_BACKOFF_SECONDS
+
+    settings = hook.settings
+    seconds = settings.timeout * (settings.max_retries + 1) + MAX_BACKOFF_SECONDS * settings.max_retries
+    return timedelta(seconds=seconds + 60)

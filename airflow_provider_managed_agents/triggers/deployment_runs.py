@@ -1,47 +1,44 @@
 """ManagedAgentsDeploymentRunTrigger: the deferrable half of the deployment-run sensor.
 
-Runs in the triggerer's event loop and uses the hook's async client (one shared connection pool
-per loop and connection). It asks the same question and reaches the same verdict as the sensor,
-through :class:`~airflow_provider_managed_agents.waiting.RunWait`.
+Runs in the triggerer's event loop with the hook's async client (one shared client per loop and
+connection). It makes the same looks and reaches the same verdict as the poking sensor, through
+:mod:`airflow_provider_managed_agents.waiting.runs`, and ends with one small event the worker
+re-judges: success, a failure (run error, unrunnable deployment, API or validation error) or a
+timeout at its own deadline, so a deferred wait ends even where Airflow does not apply the
+deferral timeout (``airflow dags test``).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
-import pendulum
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_managed_agents.exceptions import ManagedAgentsError
 from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
 from airflow_provider_managed_agents.hooks.wire import is_transient
 from airflow_provider_managed_agents.models.base import parse_timestamp
-from airflow_provider_managed_agents.waiting import DeploymentMemo, RunWait, Verdict, look_async
-
-
-def event_payload(verdict: Verdict, wait: RunWait) -> dict[str, Any]:
-    """A JSON-safe event: the run (or the deployment that cannot fire) to re-judge on the worker."""
-    payload: dict[str, Any] = {"status": verdict.status, "reason": verdict.reason, "wait": wait.to_dict()}
-    if verdict.run is not None:
-        payload["run"] = verdict.run.model_dump(mode="json")
-    if verdict.deployment is not None:
-        payload["deployment"] = verdict.deployment.model_dump(mode="json")
-    return payload
+from airflow_provider_managed_agents.waiting import clock
+from airflow_provider_managed_agents.waiting.outcome import error_payload, event_payload
+from airflow_provider_managed_agents.waiting.runs import LookState, RunWait, Verdict, alook
 
 
 class ManagedAgentsDeploymentRunTrigger(BaseTrigger):
-    """Wait for a deployment run; fire one event when it resolves.
+    """Wait for a deployment run; fire one event when the wait is decided.
 
-    :param wait: the question, as :meth:`RunWait.to_dict` (deployment_run_id or deployment_id,
-        trigger_type, created_after, wait_through_retryable, poll_interval).
+    :param wait: the question, as :meth:`RunWait.to_dict`.
     :param managed_agents_conn_id: the ``managed_agents`` connection.
-    :param not_before: ISO time of the first look (the deferring sensor has just looked and knows
-        when to look next), so deferring costs no extra request.
+    :param deadline: ISO time at which the wait times out (the sensor's ``timeout``).
+    :param timeout: the sensor's timeout in seconds, for the timeout message.
+    :param not_before: ISO time of the first look (the deferring sensor has just looked and
+        knows when to look next), so deferring costs no extra request.
+    :param state: the deferring sensor's :class:`LookState` (what it read when), so that the
+        trigger's looks carry on exactly where the sensor's stopped.
 
-    Transient API errors are retried by the hook; when retries run out the trigger waits one
-    ``poll_interval`` and looks again rather than failing.
+    Transient API errors are retried by the hook; when its retries run out the trigger looks
+    again one ``poll_interval`` later rather than failing.
     """
 
     def __init__(
@@ -49,12 +46,18 @@ class ManagedAgentsDeploymentRunTrigger(BaseTrigger):
         *,
         wait: dict[str, Any],
         managed_agents_conn_id: str = "managed_agents_default",
+        deadline: str | None = None,
+        timeout: float | None = None,
         not_before: str | None = None,
+        state: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.wait = RunWait.from_dict(wait)
         self.managed_agents_conn_id = managed_agents_conn_id
+        self.deadline = deadline
+        self.timeout = timeout
         self.not_before = not_before
+        self.state = state
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -62,36 +65,50 @@ class ManagedAgentsDeploymentRunTrigger(BaseTrigger):
             {
                 "wait": self.wait.to_dict(),
                 "managed_agents_conn_id": self.managed_agents_conn_id,
+                "deadline": self.deadline,
+                "timeout": self.timeout,
                 "not_before": self.not_before,
+                "state": self.state,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = ManagedAgentsHook(managed_agents_conn_id=self.managed_agents_conn_id)
-
-        async def call(name: str, kwargs: dict[str, Any]) -> Any:
-            return await getattr(hook, f"a{name}")(**kwargs)
-
-        if self.not_before:
-            await _sleep_until(parse_timestamp(self.not_before))
-        memo = DeploymentMemo()
+        deadline = parse_timestamp(self.deadline) if self.deadline else None
+        state = LookState.from_dict(self.state)
+        progress = clock.Throttle()
+        next_look = parse_timestamp(self.not_before) if self.not_before else clock.now()
         while True:
+            await clock.asleep_until(min(next_look, deadline) if deadline else next_look)
+            now = clock.now()
+            final = deadline is not None and now >= deadline
+            verdict: Verdict | None = None
             try:
-                verdict = await look_async(self.wait, call, memo=memo)
-            except Exception as exc:
+                verdict = await alook(self.wait, hook, state, now, final=final)
+            except ManagedAgentsError as exc:
                 if not is_transient(exc):
-                    raise
+                    payload = error_payload(exc, self.wait)
+                    if payload is None:
+                        raise
+                    self.log.info("Failed: %s", exc)
+                    yield TriggerEvent(payload)
+                    return
                 self.log.warning("Transient API error while waiting (%s); looking again later", exc)
-                await asyncio.sleep(self.wait.poll_interval)
-                continue
-            if verdict.done:
-                self.log.info("Resolved: %s", verdict.reason)
+            if verdict is not None:
+                for run in state.new_skips(verdict):
+                    self.log.info("Waiting through run %s: %s", run.id, run.error.type if run.error else "")
+                if verdict.done:
+                    self.log.info("Resolved: %s", verdict.reason)
+                    yield TriggerEvent(event_payload(verdict, self.wait))
+                    return
+            if final:
+                verdict = self.wait.timed_out(self.timeout or 0)
+                self.log.info("%s", verdict.reason)
                 yield TriggerEvent(event_payload(verdict, self.wait))
                 return
-            assert verdict.next_look_at is not None
-            self.log.debug("Nothing yet; next look at %s", verdict.next_look_at.isoformat())
-            await _sleep_until(verdict.next_look_at)
-
-
-async def _sleep_until(moment: datetime) -> None:
-    await asyncio.sleep(max((moment - pendulum.now("UTC")).total_seconds(), 0.0))
+            if verdict is not None and verdict.next_look_at is not None:
+                next_look = verdict.next_look_at
+            else:
+                next_look = clock.now() + timedelta(seconds=self.wait.poll_interval)
+            if progress.ready():
+                self.log.info("Waiting for %s; next look at %s", self.wait.describe(), next_look.isoformat())

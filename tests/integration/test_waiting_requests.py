@@ -1,7 +1,8 @@
-"""The schedule-aware wait, counted at the emulator: at most 3 API requests per scheduled fire.
+"""The schedule-aware wait, counted at the emulator: 3 requests per fire of a per-minute
+schedule; toward a far fire, two runs queries in all and one deployment read per minute waited.
 
-Time is simulated as in ``bench/waiting_cost.py`` (whose helpers this reuses): each sleep
-advances the emulator's clock, whose scheduler really fires the run.
+Time is simulated as in ``bench/waiting_cost.py`` (whose helpers this reuses): the emulator's
+clock is frozen and each sleep moves it, and its scheduler really fires the run.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
-from airflow_provider_managed_agents.waiting import RunWait
+from airflow_provider_managed_agents.waiting.runs import RunWait
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
@@ -30,9 +31,18 @@ def test_a_scheduled_wait_costs_at_most_three_requests_per_fire(
     deployment = just_after_a_fire(hook, clock, cron)
     question = RunWait(deployment_id=deployment.id, trigger_type="schedule", created_after=clock.now())
 
-    requests, waited, verdict = wait(hook, managed_agents_emulator, clock, question, interval=None)
+    made, waited, verdict = wait(hook, managed_agents_emulator, clock, question, interval=None)
 
     assert verdict.status == "success", verdict.reason
     assert verdict.run is not None and verdict.run.trigger_context.type == "schedule"
-    assert waited >= 45 if cron == "* * * * *" else waited >= 3500  # a whole period was waited out
-    assert requests <= 3
+    runs_queries = made.pop("GET /v1/deployment_runs")
+    deployment_reads = made.pop("GET /v1/deployments/{deployment_id}")
+    assert made == {}
+    assert runs_queries == 2
+    if cron == "* * * * *":
+        assert waited >= 45  # a whole period was waited out
+        assert runs_queries + deployment_reads <= 3
+    else:
+        assert waited >= 3500
+        assert deployment_reads <= waited / 60 + 1  # at least once a minute, no more
+        assert deployment_reads >= waited / 60 - 1

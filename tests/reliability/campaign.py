@@ -22,10 +22,26 @@ from airflow_provider_managed_agents.operators.deployments import (
     ManagedAgentsCreateDeploymentOperator,
     ManagedAgentsRunDeploymentOperator,
 )
-from airflow_provider_managed_agents.waiting import RunWait, look_sync
+from airflow_provider_managed_agents.waiting.runs import LookState, RunWait, look
 
 FAULT_KINDS = ["429", "529", "500", "503", "drop", "commit_then_drop", "latency"]
 MARKER = "airflow_idempotency_key"
+
+
+class TaskStateStore:
+    """``context["task_state_store"]`` as Airflow >= 3.3 gives it: kept across a task's tries."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self.values[key] = value
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
 
 
 class CampaignTI:
@@ -112,7 +128,7 @@ def run_campaign(emulator: Any, cycles: int, *, fault_rate: float = 0.3, seed: i
 
 def one_cycle(hook: ManagedAgentsHook, cycle: int) -> str:
     ti = CampaignTI(cycle)
-    context: Any = {"ti": ti, "dag_run": None}
+    context: Any = {"ti": ti, "dag_run": None, "task_state_store": TaskStateStore()}
     create = ManagedAgentsCreateDeploymentOperator(
         task_id=ti.task_id,
         agent="agent_demo",
@@ -126,7 +142,7 @@ def one_cycle(hook: ManagedAgentsHook, cycle: int) -> str:
     run = ManagedAgentsRunDeploymentOperator(task_id=f"run_{cycle}", deployment_id=deployment_id)
     run.__dict__["hook"] = hook
     run_id = run.execute(context)
-    verdict = look_sync(RunWait(deployment_run_id=run_id), lambda name, kwargs: getattr(hook, name)(**kwargs))
+    verdict = look(RunWait(deployment_run_id=run_id), hook, LookState(), pendulum.now("UTC"))
     assert verdict.status == "success", verdict.reason
     return run_id
 

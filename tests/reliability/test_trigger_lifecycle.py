@@ -13,7 +13,7 @@ import pytest
 
 from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
 from airflow_provider_managed_agents.triggers.deployment_runs import ManagedAgentsDeploymentRunTrigger
-from airflow_provider_managed_agents.waiting import RunWait
+from airflow_provider_managed_agents.waiting.runs import RunWait
 
 PARAMS = {
     "agent": "agent_demo",
@@ -41,6 +41,14 @@ async def first_event(trigger: ManagedAgentsDeploymentRunTrigger, timeout: float
     return await asyncio.wait_for(anext(aiter(trigger.run())), timeout)
 
 
+async def until_runs_queries(emulator: Any, count: int, deadline: float = 60) -> None:
+    """Until the emulator has answered ``count`` runs queries: the triggers are really waiting."""
+    give_up = time.monotonic() + deadline
+    while emulator.request_counts()["by_endpoint"].get("GET /v1/deployment_runs", 0) < count:
+        assert time.monotonic() < give_up, "the triggers never looked"
+        await asyncio.sleep(0.05)
+
+
 def test_a_run_fired_while_the_triggerer_was_down_is_found_exactly_once(
     hook: ManagedAgentsHook, managed_agents_emulator: Any
 ) -> None:
@@ -52,8 +60,9 @@ def test_a_run_fired_while_the_triggerer_was_down_is_found_exactly_once(
 
     async def scenario() -> list[Any]:
         # The first triggerer starts waiting, then dies.
+        managed_agents_emulator.control("DELETE", "requests")
         waiting = asyncio.create_task(first_event(ManagedAgentsDeploymentRunTrigger(**kwargs), 30))
-        await asyncio.sleep(1.0)
+        await until_runs_queries(managed_agents_emulator, 2)
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
@@ -75,15 +84,14 @@ def test_a_run_fired_while_the_triggerer_was_down_is_found_exactly_once(
 
 
 def test_cancelling_waiting_triggers_raises_nothing_else_and_leaks_no_connections(
-    hook: ManagedAgentsHook,
+    hook: ManagedAgentsHook, managed_agents_emulator: Any
 ) -> None:
     deployments = [hook.create_deployment(PARAMS).id for _ in range(30)]
     since = pendulum.now("UTC")
     before = open_sockets()
 
     async def scenario() -> list[BaseException | None]:
-        from airflow_provider_managed_agents.hooks.managed_agents import shared_async_client
-
+        managed_agents_emulator.control("DELETE", "requests")
         tasks = [
             asyncio.create_task(
                 first_event(
@@ -97,14 +105,13 @@ def test_cancelling_waiting_triggers_raises_nothing_else_and_leaks_no_connection
             )
             for d in deployments
         ]
-        await asyncio.sleep(1.5)  # every trigger is mid-wait, some mid-request
+        await until_runs_queries(managed_agents_emulator, 2 * len(tasks))  # every trigger mid-wait, some mid-request
         for task in tasks:
             task.cancel()
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-        await shared_async_client(hook.settings).aclose()  # what the triggerer's shutdown does
         return [o if isinstance(o, BaseException) else None for o in outcomes]
 
-    outcomes = asyncio.run(scenario())
+    outcomes = asyncio.run(scenario())  # the end of the loop closes its shared client
     assert all(isinstance(o, asyncio.CancelledError) for o in outcomes), outcomes
     # The emulator serves from this process: its side of each closed connection goes away
     # once it reads the EOF, a moment after the client closed.
@@ -119,7 +126,7 @@ def test_killing_a_poking_sensor_closes_its_client(hook: ManagedAgentsHook) -> N
 
     sensor = ManagedAgentsDeploymentRunSensor(task_id="gate", deployment_id="depl_x", trigger_type="manual")
     sensor.__dict__["hook"] = hook
-    hook.list_deployment_runs_page(deployment_id="depl_x")
+    hook.list_deployment_runs_page(deployment_id="depl_x")  # the client is open
     client = hook.client
     sensor.on_kill()
     assert client.is_closed

@@ -16,7 +16,8 @@ import pytest
 from airflow.sdk import Connection
 
 from airflow_provider_managed_agents import exceptions as errors
-from airflow_provider_managed_agents.hooks import managed_agents as hook_module
+from airflow_provider_managed_agents.compat import AirflowFailException
+from airflow_provider_managed_agents.hooks import loop_pool as loop_pool_module
 from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook, settings_from_connection
 from airflow_provider_managed_agents.hooks.wire import (
     MANAGED_AGENTS_BETA,
@@ -233,19 +234,35 @@ def test_a_consumed_page_is_freed_at_once_not_left_to_the_cyclic_collector() -> 
     assert max(alive_while_iterating) == 0
 
 
+def async_hook(
+    monkeypatch: pytest.MonkeyPatch, responder: Responder, **settings: Any
+) -> tuple[ManagedAgentsHook, Wire]:
+    """A hook whose async path answers from ``responder``, with the loop pool's real lifecycle."""
+    wire = Wire(responder)
+    fixed = Settings(api_key=Secret(KEY), base_url="http://api.test", **settings)
+
+    async def load(self: ManagedAgentsHook) -> Settings:
+        return fixed
+
+    monkeypatch.setattr(ManagedAgentsHook, "_aload_settings", load)
+    monkeypatch.setattr(
+        loop_pool_module,
+        "new_async_client",
+        lambda s: httpx.AsyncClient(transport=httpx.MockTransport(wire), **s.client_options()),
+    )
+    return ManagedAgentsHook(), wire
+
+
 def test_async_methods_share_the_request_and_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
-    wire = Wire(
+    hook, wire = async_hook(
+        monkeypatch,
         lambda request: httpx.Response(
             200,
             json=RUN
             if "drun_" in request.url.path
             else ({"data": [RUN]} if "runs" in request.url.path else DEPLOYMENT),
-        )
+        ),
     )
-    hook = ManagedAgentsHook()
-    hook._settings = Settings(api_key=Secret(KEY), base_url="http://api.test")
-    client = httpx.AsyncClient(transport=httpx.MockTransport(wire), **hook._settings.client_options())
-    monkeypatch.setattr(hook_module, "shared_async_client", lambda settings: client)
 
     async def go() -> tuple[Any, Any, Any]:
         return (
@@ -327,11 +344,10 @@ def test_x_should_retry_overrides_the_status() -> None:
     assert len(wire.requests) == 2
 
 
-@pytest.mark.parametrize("call", ["create", "run"])
-def test_x_should_retry_cannot_make_an_ambiguous_write_resendable(call: str) -> None:
+def test_x_should_retry_cannot_make_an_ambiguous_write_resendable() -> None:
     hook, wire, _ = make_hook(sequence(error(500, headers={"x-should-retry": "true"}), httpx.Response(200, json=RUN)))
     with pytest.raises(errors.ManagedAgentsServerError):
-        hook.create_deployment(CREATE) if call == "create" else hook.run_deployment("depl_1")
+        hook.create_deployment(CREATE)
     assert len(wire.requests) == 1
 
 
@@ -351,17 +367,38 @@ def test_backoff_grows_with_jitter_taken_off() -> None:
             assert low <= backoff_seconds(n, rng) <= high
 
 
-@pytest.mark.parametrize(
-    "failure",
-    [error(500), error(503), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("dropped")],
-    ids=["500", "503", "read-timeout", "dropped"],
-)
-@pytest.mark.parametrize("call", ["create", "run"])
-def test_writes_are_not_blindly_resent_after_an_ambiguous_failure(failure: Any, call: str) -> None:
+AMBIGUOUS = [error(500), error(503), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("dropped")]
+AMBIGUOUS_IDS = ["500", "503", "read-timeout", "dropped"]
+
+
+@pytest.mark.parametrize("failure", AMBIGUOUS, ids=AMBIGUOUS_IDS)
+def test_a_create_without_a_key_is_not_resent_after_an_ambiguous_failure(failure: Any) -> None:
     hook, wire, _ = make_hook(sequence(failure, httpx.Response(200, json=DEPLOYMENT)))
     with pytest.raises(errors.ManagedAgentsError):
-        hook.create_deployment(CREATE) if call == "create" else hook.run_deployment("depl_1")
+        hook.create_deployment(CREATE)
     assert len(wire.requests) == 1
+
+
+@pytest.mark.parametrize("failure", AMBIGUOUS, ids=AMBIGUOUS_IDS)
+def test_a_run_is_resent_after_an_ambiguous_failure_only_once_nothing_landed(failure: Any) -> None:
+    empty = httpx.Response(200, json={"data": [], "next_page": None})
+    hook, wire, _ = make_hook(sequence(failure, empty, httpx.Response(200, json=RUN)))
+    assert hook.run_deployment("depl_1").id == "drun_1"
+    assert [f"{r.method} {r.url.path}" for r in wire.requests] == [
+        "POST /v1/deployments/depl_1/run",
+        "GET /v1/deployment_runs",
+        "POST /v1/deployments/depl_1/run",
+    ]
+    lookup = wire.requests[1].url.params
+    assert lookup["deployment_id"] == "depl_1" and lookup["trigger_type"] == "manual" and "created_at[gte]" in lookup
+
+
+def test_a_run_that_landed_despite_the_failure_is_adopted_not_sent_again() -> None:
+    hook, wire, _ = make_hook(
+        sequence(httpx.RemoteProtocolError("dropped"), httpx.Response(200, json={"data": [RUN], "next_page": None}))
+    )
+    assert hook.run_deployment("depl_1").id == "drun_1"
+    assert [r.method for r in wire.requests] == ["POST", "GET"]
 
 
 @pytest.mark.parametrize(
@@ -372,12 +409,6 @@ def test_writes_are_not_blindly_resent_after_an_ambiguous_failure(failure: Any, 
 def test_writes_are_resent_when_they_provably_did_not_land(failure: Any) -> None:
     hook, wire, _ = make_hook(sequence(failure, httpx.Response(200, json=RUN)))
     assert hook.run_deployment("depl_1").id == "drun_1"
-    assert len(wire.requests) == 2
-
-
-def test_retry_ambiguous_opts_in_to_resending() -> None:
-    hook, wire, _ = make_hook(sequence(error(500), httpx.Response(200, json=DEPLOYMENT)))
-    assert hook.create_deployment(CREATE, retry_ambiguous=True).id == "depl_1"
     assert len(wire.requests) == 2
 
 
@@ -393,7 +424,58 @@ def test_an_idempotency_key_adopts_what_an_ambiguous_create_made() -> None:
     assert hook.create_deployment(CREATE, idempotency_key="k1").id == "depl_1"
     assert [r.method for r in wire.requests] == ["POST", "GET"]
     assert json.loads(wire.requests[0].content)["metadata"] == {"airflow_idempotency_key": "k1"}
-    assert wire.requests[1].url.params["agent_id"] == "a"
+    lookup = wire.requests[1].url.params
+    assert lookup["agent_id"] == "a" and "created_at[gte]" in lookup  # only what was made since the send
+
+
+def test_resends_and_transport_retries_share_one_budget() -> None:
+    """Every send failing ambiguously, every lookup empty: max_retries + 1 sends, not its square."""
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return error(503)
+        return httpx.Response(200, json={"data": [], "next_page": None})
+
+    hook, wire, _ = make_hook(respond, max_retries=2)
+    with pytest.raises(errors.ManagedAgentsServerError):
+        hook.create_deployment(CREATE, idempotency_key="k1")
+    assert [r.method for r in wire.requests] == ["POST", "GET", "POST", "GET", "POST"]
+
+
+def test_an_explicit_key_is_looked_for_before_the_first_send() -> None:
+    held = {**DEPLOYMENT, "id": "depl_kept", "metadata": {"airflow_idempotency_key": "x-2026-05-01"}}
+    hook, wire, _ = make_hook(ok({"data": [DEPLOYMENT, held], "next_page": None}))
+    found = hook.create_deployment(CREATE, idempotency_key="x-2026-05-01", look_first=True)
+    assert found.id == "depl_kept"
+    assert [f"{r.method} {r.url.path}" for r in wire.requests] == ["GET /v1/deployments"]
+    assert "created_at[gte]" not in wire.requests[0].url.params
+
+
+def test_exactly_once_options_that_would_be_ignored_are_refused() -> None:
+    hook, wire, _ = make_hook(ok(DEPLOYMENT))
+    with pytest.raises(errors.ManagedAgentsValidationError, match="look_first: needs an idempotency_key"):
+        hook.create_deployment(CREATE, look_first=True)
+    conflicting = {**CREATE, "metadata": {"airflow_idempotency_key": "theirs"}}
+    with pytest.raises(errors.ManagedAgentsValidationError, match=r"metadata\.airflow_idempotency_key"):
+        hook.create_deployment(conflicting, idempotency_key="mine")
+    full = {**CREATE, "metadata": {f"k{i}": "v" for i in range(16)}}
+    with pytest.raises(errors.ManagedAgentsValidationError, match="no room for the idempotency marker"):
+        hook.create_deployment(full, idempotency_key="mine")
+    assert wire.requests == []
+
+
+def test_fields_as_keywords_send_the_same_request_as_a_params_object() -> None:
+    hook, wire, _ = make_hook(ok(DEPLOYMENT))
+    hook.create_deployment(CREATE)
+    hook.create_deployment(**CREATE)
+    assert json.loads(wire.requests[0].content) == json.loads(wire.requests[1].content) == CREATE
+    hook.update_deployment("depl_1", schedule=None, name="renamed")
+    assert json.loads(wire.requests[2].content) == {"schedule": None, "name": "renamed"}
+    with pytest.raises(errors.ManagedAgentsValidationError, match="not both"):
+        hook.create_deployment(CREATE, name="x")
+    with pytest.raises(errors.ManagedAgentsValidationError, match="environment_id"):
+        hook.create_deployment(name="x", agent="a", initial_events=CREATE["initial_events"])
+    assert len(wire.requests) == 3
 
 
 # --- errors and secrets ------------------------------------------------------------------------
@@ -417,6 +499,8 @@ def test_error_statuses_map_to_their_classes(status: int, cls: type[Exception]) 
     with pytest.raises(cls) as caught:
         hook.get_deployment("depl_1")
     assert type(caught.value) is cls
+    # What no retry can fix fails the task at once; conflicts, rate limits and 5xx stay retryable.
+    assert isinstance(caught.value, AirflowFailException) is (status in {400, 401, 403, 404, 413, 422})
     assert caught.value.error_type == "some_error"  # type: ignore[attr-defined]
     assert "GET /v1/deployments/depl_1" in str(caught.value) and "req_h" in str(caught.value)
 
@@ -515,7 +599,7 @@ def test_concurrent_async_hooks_share_one_connection_lookup(monkeypatch: pytest.
         settings = await others
         assert len(lookups) == 1 and {s.base_url for s in settings} == {"https://127.0.0.1"}
 
-        monkeypatch.setattr(hook_module, "SETTINGS_TTL_SECONDS", 0.0)  # expired: looked up again
+        monkeypatch.setattr(loop_pool_module, "SETTINGS_TTL_SECONDS", 0.0)  # expired: looked up again
         fail_next[0] = True
         with pytest.raises(RuntimeError, match="secrets backend down"):
             await ManagedAgentsHook().asettings()

@@ -8,14 +8,13 @@ from typing import Any
 
 import httpx
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_managed_agents import exceptions as errors
+from airflow_provider_managed_agents.compat import AirflowFailException
 from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
 from airflow_provider_managed_agents.hooks.wire import Secret, Settings
 from airflow_provider_managed_agents.models.params import METADATA_MAX_PAIRS
 from airflow_provider_managed_agents.operators.deployments import (
-    UNSET,
     ManagedAgentsArchiveDeploymentOperator,
     ManagedAgentsCreateDeploymentOperator,
     ManagedAgentsPauseDeploymentOperator,
@@ -109,8 +108,25 @@ def wire(operator: Any, api: FakeApi) -> None:
     operator.__dict__["hook"] = hook
 
 
-def context(ti: FakeTI) -> Any:
-    return {"ti": ti, "dag_run": None}
+class FakeTaskStateStore:
+    """``context["task_state_store"]`` as Airflow >= 3.3 gives it: kept across a task's tries."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        json.dumps(value)
+        self.values[key] = value
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+
+def context(ti: FakeTI, store: FakeTaskStateStore | None = None) -> Any:
+    return {"ti": ti, "dag_run": None, "task_state_store": store or FakeTaskStateStore()}
 
 
 def create_op(**kwargs: Any) -> ManagedAgentsCreateDeploymentOperator:
@@ -145,16 +161,35 @@ def test_create_sends_the_api_fields_and_publishes_the_deployment() -> None:
     assert SECRET_TOKEN not in json.dumps(ti.xcom)
 
 
-def test_labels_never_overwrite_the_authors_keys_and_respect_the_pair_limit() -> None:
+def test_labels_never_overwrite_the_authors_keys_and_leave_room_for_the_marker() -> None:
     api = FakeApi({"POST /v1/deployments": deployment_json()})
-    mine = {f"k{i}": "v" for i in range(METADATA_MAX_PAIRS - 1)} | {"airflow_task_id": "mine"}
+    mine = {f"k{i}": "v" for i in range(METADATA_MAX_PAIRS - 2)} | {"airflow_task_id": "mine"}
     op = create_op(message="go", metadata=mine)
     wire(op, api)
     op.execute(context(FakeTI()))
     sent = api.bodies()[0]["metadata"]
     assert len(sent) == METADATA_MAX_PAIRS
     assert sent["airflow_task_id"] == "mine"
+    assert len(sent["airflow_idempotency_key"]) == 32
     assert "airflow_dag_id" not in sent
+
+
+def test_a_full_metadata_bag_is_refused_before_sending_not_created_without_exactly_once() -> None:
+    api = FakeApi({})
+    op = create_op(message="go", metadata={f"k{i}": "v" for i in range(METADATA_MAX_PAIRS)})
+    wire(op, api)
+    with pytest.raises(errors.ManagedAgentsValidationError, match="metadata: no room for the idempotency marker"):
+        op.execute(context(FakeTI()))
+    assert api.requests == []
+
+
+def test_a_marker_of_the_authors_own_that_disagrees_with_the_key_is_refused() -> None:
+    api = FakeApi({})
+    op = create_op(message="go", metadata={"airflow_idempotency_key": "mine"}, idempotency_key="other")
+    wire(op, api)
+    with pytest.raises(errors.ManagedAgentsValidationError, match=r"metadata\.airflow_idempotency_key"):
+        op.execute(context(FakeTI()))
+    assert api.requests == []
 
 
 @pytest.mark.parametrize(
@@ -204,7 +239,8 @@ def test_update_sends_only_what_the_author_set() -> None:
         metadata={"old": None, "new": "x"},
         agent={"type": "agent", "id": "agent_1", "version": 2},
     )
-    assert op.name is UNSET and op.deployment_resources is UNSET
+    assert op.given_fields == ["agent", "metadata", "schedule"]
+    assert op.name is None and op.deployment_resources is None  # rendered fields show None, not a sentinel
     wire(op, api)
     assert op.execute(context(FakeTI())) == "depl_1"
     assert api.bodies() == [

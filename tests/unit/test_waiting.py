@@ -2,29 +2,30 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pendulum
 import pytest
 
 from airflow_provider_managed_agents import exceptions as errors
+from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
+from airflow_provider_managed_agents.hooks.wire import Secret, Settings
 from airflow_provider_managed_agents.models.cron import fire_times_after
-from airflow_provider_managed_agents.models.deployments import Deployment
+from airflow_provider_managed_agents.models.deployments import Deployment, DeploymentState
 from airflow_provider_managed_agents.models.enums import RunErrorType
-from airflow_provider_managed_agents.models.pages import Page
 from airflow_provider_managed_agents.models.runs import DeploymentRun
-from airflow_provider_managed_agents.triggers.deployment_runs import (
-    ManagedAgentsDeploymentRunTrigger,
-    event_payload,
-)
-from airflow_provider_managed_agents.waiting import (
+from airflow_provider_managed_agents.triggers.deployment_runs import ManagedAgentsDeploymentRunTrigger
+from airflow_provider_managed_agents.waiting.outcome import event_payload, verdict_from_event
+from airflow_provider_managed_agents.waiting.runs import (
     DEPLOYMENT_RECHECK,
     SCHEDULE_JITTER,
     SCHEDULE_MARGIN,
-    DeploymentMemo,
+    LookState,
     RunWait,
-    look_sync,
+    look,
 )
 
 T0 = pendulum.datetime(2026, 5, 1, 12, 0, 0)
@@ -85,6 +86,15 @@ def make_deployment(
     return Deployment.model_validate(data)
 
 
+def state_of(**kwargs: Any) -> DeploymentState:
+    return DeploymentState.of(make_deployment(**kwargs))
+
+
+def judge(wait: RunWait, deployment: DeploymentState, now: pendulum.DateTime) -> Any:
+    """A look that has just read the runs and the deployment at ``now``."""
+    return wait.on_deployment(deployment, LookState(deployment, now, now), now)
+
+
 def waiting_for(trigger_type: str | None = None, **kwargs: Any) -> RunWait:
     return RunWait(deployment_id="depl_1", created_after=T0, trigger_type=trigger_type, **kwargs)  # type: ignore[arg-type]
 
@@ -138,7 +148,8 @@ def test_wait_through_retryable_skips_rate_limited_runs_only() -> None:
     limited = make_run("drun_1", created_at=T0.add(minutes=1), error="session_rate_limited_error", trigger="schedule")
     later = make_run("drun_2", created_at=T0.add(minutes=2), trigger="schedule")
     wait = waiting_for("schedule", wait_through_retryable=True)
-    assert wait.on_runs([limited]) is None
+    waiting = wait.on_runs([limited])
+    assert waiting is not None and waiting.status == "waiting" and [r.id for r in waiting.skipped] == ["drun_1"]
     verdict = wait.on_runs([later, limited])
     assert verdict is not None and verdict.run is not None and verdict.run.id == "drun_2"
     # Without the option the rate-limited run fails the wait, and is retryable.
@@ -153,64 +164,70 @@ def test_wait_through_retryable_skips_rate_limited_runs_only() -> None:
 
 def test_archived_deployment_fails_fast_for_any_trigger_type() -> None:
     for trigger_type in (None, "schedule", "manual"):
-        verdict = waiting_for(trigger_type).on_deployment(make_deployment(archived=True), T0)
+        verdict = judge(waiting_for(trigger_type), state_of(archived=True), T0)
         assert verdict.status == "failed"
         assert isinstance(verdict.error, errors.DeploymentArchivedError)
 
 
 def test_manual_pause_fails_a_scheduled_wait_but_not_a_manual_one() -> None:
-    paused = make_deployment(status="paused", paused_reason={"type": "manual"})
-    verdict = waiting_for("schedule").on_deployment(paused, T0)
+    paused = state_of(status="paused", paused_reason={"type": "manual"})
+    verdict = judge(waiting_for("schedule"), paused, T0)
     assert isinstance(verdict.error, errors.DeploymentPausedError)
     assert verdict.error.paused_reason_type == "manual"
     assert "paused" in str(verdict.error)
-    assert waiting_for("manual").on_deployment(paused, T0).status == "waiting"
+    assert judge(waiting_for("manual"), paused, T0).status == "waiting"
 
 
 def test_auto_pause_names_the_error_that_paused_it() -> None:
-    paused = make_deployment(
-        status="paused", paused_reason={"type": "error", "error": {"type": "vault_archived_error"}}
-    )
-    verdict = waiting_for("schedule").on_deployment(paused, T0)
+    paused = state_of(status="paused", paused_reason={"type": "error", "error": {"type": "vault_archived_error"}})
+    verdict = judge(waiting_for("schedule"), paused, T0)
     assert isinstance(verdict.error, errors.DeploymentPausedError)
     assert verdict.error.error_type == "vault_archived_error"
     assert verdict.error.run_error_class is errors.VaultArchivedRunError
     assert "vault_archived_error" in str(verdict.error)
-    manual = make_deployment(status="paused", paused_reason={"type": "manual"})
-    manual_error = waiting_for("schedule").on_deployment(manual, T0).error
+    manual = state_of(status="paused", paused_reason={"type": "manual"})
+    manual_error = judge(waiting_for("schedule"), manual, T0).error
     assert isinstance(manual_error, errors.DeploymentPausedError) and manual_error.run_error_class is None
 
 
-def test_scheduled_wait_sleeps_until_the_next_fire_plus_jitter() -> None:
-    now = T0.add(minutes=10)
-    verdict = waiting_for("schedule", poll_interval=30).on_deployment(make_deployment(now=now), now)
+def test_scheduled_wait_looks_just_after_the_next_fire_plus_jitter() -> None:
+    now = T0.add(minutes=59, seconds=30)
+    verdict = judge(waiting_for("schedule", poll_interval=30), state_of(now=now), now)
     assert verdict.next_look_at == pendulum.datetime(2026, 5, 1, 13, 0, 0) + SCHEDULE_JITTER + SCHEDULE_MARGIN
 
 
 def test_a_fire_inside_its_jitter_window_is_still_awaited() -> None:
     fire = pendulum.datetime(2026, 5, 1, 13, 0, 0)
-    deployment = make_deployment(now=fire.subtract(minutes=1))
+    deployment = state_of(now=fire.subtract(minutes=1))
     now = fire.add(seconds=4)
-    verdict = waiting_for("schedule").on_deployment(deployment, now)
+    verdict = judge(waiting_for("schedule"), deployment, now)
     assert verdict.next_look_at == fire + SCHEDULE_JITTER + SCHEDULE_MARGIN
 
 
 def test_manual_waits_and_unscheduled_deployments_poll() -> None:
-    verdict = waiting_for("manual", poll_interval=15).on_deployment(make_deployment(), T0)
+    verdict = judge(waiting_for("manual", poll_interval=15), state_of(), T0)
     assert verdict.next_look_at == T0.add(seconds=15)
-    verdict = waiting_for("schedule", poll_interval=15).on_deployment(make_deployment(schedule=None), T0)
+    verdict = judge(waiting_for("schedule", poll_interval=15), state_of(schedule=None), T0)
     assert verdict.next_look_at == T0.add(seconds=15)
 
 
 def test_either_trigger_type_looks_at_the_earlier_of_poll_and_fire() -> None:
-    verdict = waiting_for(None, poll_interval=15).on_deployment(make_deployment(), T0.add(minutes=10))
+    verdict = judge(waiting_for(None, poll_interval=15), state_of(), T0.add(minutes=10))
     assert verdict.next_look_at == T0.add(minutes=10, seconds=15)
 
 
-def test_a_far_fire_is_rechecked_within_the_hour() -> None:
-    weekly = make_deployment(schedule=("0 20 * * 5", "America/New_York"))
-    verdict = waiting_for("schedule").on_deployment(weekly, T0)
-    assert verdict.next_look_at == T0 + timedelta(hours=1)
+def test_a_far_fire_still_rereads_the_deployment_every_minute() -> None:
+    weekly = state_of(schedule=("0 20 * * 5", "America/New_York"))
+    verdict = judge(waiting_for("schedule"), weekly, T0)
+    assert verdict.next_look_at == T0 + DEPLOYMENT_RECHECK
+
+
+def test_a_fire_just_past_the_recheck_is_one_look_not_two() -> None:
+    """A per-minute schedule costs three requests per fire: the recheck folds into the runs look."""
+    now = pendulum.datetime(2026, 5, 1, 12, 0, 15)
+    per_minute = state_of(schedule=("* * * * *", "UTC"), now=now)
+    verdict = judge(waiting_for("schedule"), per_minute, now)
+    assert verdict.next_look_at == pendulum.datetime(2026, 5, 1, 12, 1, 0) + SCHEDULE_JITTER + SCHEDULE_MARGIN
 
 
 @pytest.mark.parametrize(
@@ -222,71 +239,105 @@ def test_a_far_fire_is_rechecked_within_the_hour() -> None:
         (pendulum.datetime(2026, 11, 1, 5, 31), pendulum.datetime(2026, 11, 1, 6, 30)),
     ],
 )
-def test_sleep_follows_dst_in_the_schedule_timezone(now: pendulum.DateTime, expected_fire: pendulum.DateTime) -> None:
+def test_the_next_fire_follows_dst_in_the_schedule_timezone(
+    now: pendulum.DateTime, expected_fire: pendulum.DateTime
+) -> None:
     expression = "30 2 * * *" if now.month == 3 else "30 1 * * *"
-    deployment = make_deployment(schedule=(expression, "America/New_York"), now=now)
+    deployment = state_of(schedule=(expression, "America/New_York"), now=now)
     wait = RunWait(deployment_id="depl_1", created_after=now, trigger_type="schedule")
-    assert wait._next_fire(deployment, now) == expected_fire
-    verdict = wait.on_deployment(deployment, now)
-    expected = min(expected_fire + SCHEDULE_JITTER + SCHEDULE_MARGIN, now + timedelta(hours=1))
-    assert verdict.next_look_at == expected
+    assert wait.next_fire(deployment, now) == expected_fire
+    assert wait.next_runs_look(deployment, now) == expected_fire + SCHEDULE_JITTER + SCHEDULE_MARGIN
+
+
+# --- looks: the requests they make ---------------------------------------------------------
+
+
+class Api:
+    """Answers the looks' requests from a script and records them."""
+
+    def __init__(self, runs: list[list[DeploymentRun]] | None = None, deployments: list[Deployment] | None = None):
+        self.runs = runs or [[]]
+        self.deployments = deployments or [make_deployment()]
+        self.requests: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(f"{request.method} {request.url.path}")
+        if request.url.path == "/v1/deployment_runs":
+            data = self.runs.pop(0) if len(self.runs) > 1 else self.runs[0]
+            return httpx.Response(200, json={"data": [r.model_dump(mode="json") for r in data], "next_page": None})
+        if request.url.path.startswith("/v1/deployment_runs/"):
+            return httpx.Response(
+                200,
+                json=make_run(request.url.path.rsplit("/", 1)[1], error="organization_disabled_error").model_dump(
+                    mode="json"
+                ),
+            )
+        deployment = self.deployments.pop(0) if len(self.deployments) > 1 else self.deployments[0]
+        return httpx.Response(200, json=deployment.model_dump(mode="json"))
+
+
+def hook_for(api: Api) -> ManagedAgentsHook:
+    hook = ManagedAgentsHook()
+    hook._settings = Settings(api_key=Secret("sk-test"), base_url="http://api.test")
+    hook.__dict__["client"] = httpx.Client(transport=httpx.MockTransport(api), **hook._settings.client_options())
+    return hook
 
 
 def test_a_specific_run_resolves_on_the_first_look() -> None:
-    wait = RunWait(deployment_run_id="drun_9")
-    calls: list[tuple[str, dict[str, Any]]] = []
-
-    def call(name: str, kwargs: dict[str, Any]) -> Any:
-        calls.append((name, kwargs))
-        return make_run("drun_9", error="organization_disabled_error")
-
-    verdict = look_sync(wait, call)
-    assert calls == [("get_deployment_run", {"deployment_run_id": "drun_9"})]
+    api = Api()
+    verdict = look(RunWait(deployment_run_id="drun_9"), hook_for(api), LookState(), T0)
+    assert api.requests == ["GET /v1/deployment_runs/drun_9"]
     assert isinstance(verdict.error, errors.OrganizationDisabledRunError)
 
 
 def test_a_look_is_one_list_query_then_the_deployment_only_when_needed() -> None:
-    wait = waiting_for("schedule")
-    answers = iter([Page[DeploymentRun](data=[], next_page=None), make_deployment(now=T0)])
-    calls: list[str] = []
+    api = Api(runs=[[], [make_run(trigger="schedule")]])
+    hook, state, wait = hook_for(api), LookState(), waiting_for("schedule")
+    assert look(wait, hook, state, T0).status == "waiting"
+    assert api.requests == ["GET /v1/deployment_runs", "GET /v1/deployments/depl_1"]
+    api.requests.clear()
+    assert look(wait, hook, state, T0, final=True).status == "success"
+    assert api.requests == ["GET /v1/deployment_runs"]
 
-    def call(name: str, kwargs: dict[str, Any]) -> Any:
-        calls.append(name)
-        if name == "list_deployment_runs_page":
-            assert kwargs["deployment_id"] == "depl_1"
-            assert kwargs["trigger_type"] == "schedule"
-            assert kwargs["created_at_gte"] == T0
-        return next(answers)
 
-    verdict = look_sync(wait, call)
-    assert calls == ["list_deployment_runs_page", "get_deployment"]
-    assert verdict.status == "waiting"
-
-    calls.clear()
-    answers = iter([Page[DeploymentRun](data=[make_run(trigger="schedule")], next_page=None)])
-    assert look_sync(wait, call).status == "success"
-    assert calls == ["list_deployment_runs_page"]
+def test_between_fires_a_look_only_rereads_the_deployment() -> None:
+    """Waiting toward a far fire: the runs are not asked for again before the fire; the
+    deployment is, once a minute, and a pause found so fails the wait."""
+    paused = make_deployment(status="paused", paused_reason={"type": "manual"})
+    api = Api(deployments=[make_deployment(), make_deployment(), paused])
+    hook, state, wait = hook_for(api), LookState(), waiting_for("schedule")
+    first = look(wait, hook, state, T0)
+    assert first.next_look_at == T0 + DEPLOYMENT_RECHECK
+    second = look(wait, hook, state, T0 + DEPLOYMENT_RECHECK)
+    assert second.status == "waiting" and second.next_look_at == T0 + 2 * DEPLOYMENT_RECHECK
+    third = look(wait, hook, state, T0 + 2 * DEPLOYMENT_RECHECK)
+    assert isinstance(third.error, errors.DeploymentPausedError)
+    assert api.requests == [
+        "GET /v1/deployment_runs",
+        "GET /v1/deployments/depl_1",
+        "GET /v1/deployments/depl_1",
+        "GET /v1/deployments/depl_1",
+    ]
 
 
 def test_a_recent_read_of_the_deployment_is_reused_until_it_is_a_minute_old() -> None:
-    wait = waiting_for("manual")
-    memo = DeploymentMemo()
-    calls: list[str] = []
+    api = Api(deployments=[make_deployment(), make_deployment(), make_deployment(archived=True)])
+    hook, state, wait = hook_for(api), LookState(), waiting_for("manual", poll_interval=30)
+    statuses = [look(wait, hook, state, T0 + timedelta(seconds=s)).status for s in (0, 30, 60, 120)]
+    assert statuses == ["waiting", "waiting", "waiting", "failed"]
+    assert api.requests.count("GET /v1/deployments/depl_1") == 3
+    assert api.requests.count("GET /v1/deployment_runs") == 4
 
-    def call(name: str, kwargs: dict[str, Any]) -> Any:
-        calls.append(name)
-        if name == "get_deployment":
-            return make_deployment(now=T0, archived=calls.count("get_deployment") > 2)  # by the 3rd read
-        return Page[DeploymentRun](data=[], next_page=None)
 
-    def look_at(seconds: float) -> str:
-        return look_sync(wait, call, now=lambda: T0 + timedelta(seconds=seconds), memo=memo).status
-
-    assert look_at(0) == "waiting" and look_at(30) == "waiting"
-    assert calls == ["list_deployment_runs_page", "get_deployment", "list_deployment_runs_page"]
-    assert look_at(DEPLOYMENT_RECHECK.total_seconds()) == "waiting"  # read again: still active
-    assert look_at(DEPLOYMENT_RECHECK.total_seconds() * 2) == "failed"  # read again: archived
-    assert calls.count("get_deployment") == 3
+def test_a_waited_through_run_is_reported_once() -> None:
+    limited = make_run("drun_1", created_at=T0.add(seconds=1), error="session_rate_limited_error")
+    api = Api(runs=[[limited]])
+    hook, state = hook_for(api), LookState()
+    wait = waiting_for("manual", wait_through_retryable=True, poll_interval=5)
+    first = look(wait, hook, state, T0.add(seconds=5))
+    assert first.status == "waiting" and [r.id for r in state.new_skips(first)] == ["drun_1"]
+    again = look(wait, hook, state, T0.add(seconds=10))
+    assert [r.id for r in again.skipped] == ["drun_1"] and state.new_skips(again) == []
 
 
 def test_arguments_are_checked() -> None:
@@ -307,7 +358,11 @@ def test_trigger_serialisation_round_trips_every_argument() -> None:
         poll_interval=7.5,
     )
     trigger = ManagedAgentsDeploymentRunTrigger(
-        wait=wait.to_dict(), managed_agents_conn_id="my_conn", not_before=T0.add(minutes=5).isoformat()
+        wait=wait.to_dict(),
+        managed_agents_conn_id="my_conn",
+        deadline=T0.add(hours=1).isoformat(),
+        timeout=3600,
+        not_before=T0.add(minutes=5).isoformat(),
     )
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_managed_agents.triggers.deployment_runs.ManagedAgentsDeploymentRunTrigger"
@@ -318,29 +373,30 @@ def test_trigger_serialisation_round_trips_every_argument() -> None:
     assert rebuilt.serialize() == (classpath, kwargs)
 
 
-def test_events_are_rejudged_identically_on_the_worker() -> None:
+def test_events_are_small_flat_and_rejudged_identically_on_the_worker() -> None:
     wait = waiting_for("schedule")
+    rubric = "r" * 262_144
+    heavy = make_deployment(status="paused", paused_reason={"type": "manual"}).model_copy(
+        update={
+            "initial_events": [
+                {"type": "user.define_outcome", "description": "d", "rubric": {"type": "text", "content": rubric}}
+            ]
+        }
+    )
     for verdict in (
         wait.on_runs([make_run(error="skill_not_found_error", trigger="schedule")]),
         wait.on_runs([make_run(trigger="schedule")]),
-        wait.on_deployment(make_deployment(status="paused", paused_reason={"type": "manual"}), T0),
+        judge(wait, DeploymentState.of(heavy), T0),
+        wait.timed_out(30),
     ):
         assert verdict is not None
         payload = event_payload(verdict, wait)
-        rejudged = RunWait.from_dict(payload["wait"]).on_event(payload)
+        assert len(json.dumps(payload)) < 2_000
+        _, rejudged = verdict_from_event(json.loads(json.dumps(payload)))
         assert rejudged.status == verdict.status
         assert type(rejudged.error) is type(verdict.error)
+        assert str(rejudged.error) == str(verdict.error)
+        assert rejudged.reason == verdict.reason or verdict.status != "timeout"
         assert (rejudged.run.id if rejudged.run else None) == (verdict.run.id if verdict.run else None)
-
-
-def test_a_deferral_that_times_out_says_what_it_waited_for() -> None:
-    from airflow.sdk.exceptions import AirflowSensorTimeout
-
-    from airflow_provider_managed_agents.sensors.deployment_runs import ManagedAgentsDeploymentRunSensor
-
-    sensor = ManagedAgentsDeploymentRunSensor(
-        task_id="wait", deployment_id="depl_1", trigger_type="schedule", deferrable=True, timeout=60
-    )
-    # What the task runner passes when the triggerer gave up at the deferral's timeout.
-    with pytest.raises(AirflowSensorTimeout, match="Timed out waiting for the next schedule run of deployment depl_1"):
-        sensor.resume_execution("__fail__", {"error": "Trigger timeout"}, {})  # type: ignore[arg-type]
+    paused_payload = event_payload(judge(wait, DeploymentState.of(heavy), T0), wait)
+    assert set(paused_payload["deployment"]) == {"id", "status", "paused_reason", "archived_at"}

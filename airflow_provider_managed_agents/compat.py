@@ -1,0 +1,171 @@
+"""The Airflow 3 surface this provider uses, the same on every 3.x it supports.
+
+Airflow 3.0 and 3.1 keep some of it outside the Task SDK (``BaseHook`` until 3.1, ``conf`` and
+the exception classes until 3.2, ``mask_secret`` in another module until 3.1), and features
+arrive by minor version (async masking, a trigger's ``on_kill``, the task state store, shared
+event streams). Each name is imported from where the running Airflow has it, newest first, so
+the rest of the provider imports from here and never asks which version it runs on.
+
+A small module of our own rather than ``apache-airflow-providers-common-compat``: we need a dozen
+names, that package pins its own release train to Airflow's and would be one more dependency to
+keep in step, and the fallbacks below are each one import deep.
+
+Cheap to import: only what a DAG file loads anyway; the authoring classes themselves
+(``BaseOperator``, ``BaseSensorOperator``, ``BaseOperatorLink``, ``PokeReturnValue``) are in
+``airflow.sdk`` on every 3.x and are imported from there.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseHook
+    from airflow.sdk.configuration import conf
+    from airflow.sdk.exceptions import (
+        AirflowException,
+        AirflowFailException,
+        AirflowNotFoundException,
+        AirflowRescheduleException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+        TaskDeferralError,
+        TaskDeferralTimeout,
+        TaskDeferred,
+    )
+else:
+    try:  # Airflow >= 3.1
+        from airflow.sdk import BaseHook
+    except ImportError:  # Airflow 3.0
+        from airflow.hooks.base import BaseHook
+
+    try:  # Airflow >= 3.2
+        from airflow.sdk.configuration import conf
+    except ImportError:
+        from airflow.configuration import conf
+
+    try:  # Airflow >= 3.2: the Task SDK owns them (airflow.exceptions re-exports the same classes)
+        from airflow.sdk.exceptions import (
+            AirflowException,
+            AirflowFailException,
+            AirflowNotFoundException,
+            AirflowRescheduleException,
+            AirflowSensorTimeout,
+            AirflowSkipException,
+            TaskDeferralError,
+            TaskDeferralTimeout,
+            TaskDeferred,
+        )
+    except ImportError:
+        from airflow.exceptions import (
+            AirflowException,
+            AirflowFailException,
+            AirflowNotFoundException,
+            AirflowRescheduleException,
+            AirflowSensorTimeout,
+            AirflowSkipException,
+            TaskDeferralError,
+            TaskDeferralTimeout,
+            TaskDeferred,
+        )
+
+__all__ = [
+    "AirflowException",
+    "AirflowFailException",
+    "AirflowNotFoundException",
+    "AirflowRescheduleException",
+    "AirflowSensorTimeout",
+    "AirflowSkipException",
+    "BaseHook",
+    "TaskDeferralError",
+    "TaskDeferralTimeout",
+    "TaskDeferred",
+    "aextra_dejson",
+    "aget_connection",
+    "amask_secret",
+    "conf",
+    "connection_form_widgets",
+    "default_deferrable",
+    "mask_secret",
+]
+
+
+def default_deferrable() -> bool:
+    """``[operators] default_deferrable``, the default of every ``deferrable`` argument."""
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+def mask_secret(secret: str) -> None:
+    """Keep ``secret`` out of every log line (the task's and its supervisor's)."""
+    try:  # Airflow >= 3.1
+        from airflow.sdk.log import mask_secret as mask_in_logs
+    except ImportError:
+        from airflow.sdk.execution_time.secrets_masker import (  # type: ignore[no-redef]
+            mask_secret as mask_in_logs,
+        )
+    mask_in_logs(secret)
+
+
+async def amask_secret(secret: str) -> None:
+    """:func:`mask_secret` from a coroutine. Airflow >= 3.3 tells the supervisor without
+    blocking the event loop; before that the blocking form runs in a thread (on the loop
+    thread it raises on 3.0.5/3.0.6, and masks only in-process on 3.1/3.2)."""
+    try:
+        from airflow.sdk.log import amask_secret as amask
+    except ImportError:
+        from asgiref.sync import sync_to_async
+
+        await sync_to_async(mask_secret)(secret)
+    else:
+        await amask(secret)
+
+
+async def aget_connection(hook: BaseHook, conn_id: str) -> Any:
+    """The connection, looked up without blocking the triggerer's event loop, on every 3.x.
+
+    ``aget_connection`` exists from 3.1, but under ``airflow dags test`` (3.1 to 3.3) it only
+    sees ``AIRFLOW_CONN_*`` connections; the blocking lookup, run in a thread, sees them all.
+    """
+    lookup = getattr(hook, "aget_connection", None)
+    if lookup is not None:
+        try:
+            return await lookup(conn_id)
+        except (AirflowNotFoundException, AttributeError):
+            pass
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(hook.get_connection)(conn_id)
+
+
+async def aextra_dejson(conn: Any) -> dict[str, Any]:
+    """The connection's decoded extra, read without blocking the event loop (decoding masks the
+    sensitive values, which is a blocking call before Airflow 3.3.2)."""
+    read = getattr(conn, "aextra_dejson", None)
+    if read is not None:
+        return await read()
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(lambda: conn.extra_dejson)()
+
+
+def connection_form_widgets() -> dict[str, Any]:
+    """The connection form's extra fields, for Airflow < 3.2, whose UI does not read the
+    provider info's declarative ``conn-fields``. Only the field classes Airflow accepts there
+    (any other class drops the whole connection type from the form), imported here, where
+    Airflow may have put stand-ins for them (3.1.3+ needs no wtforms installed; 3.0.0 to 3.1.2
+    need it in the api-server's environment)."""
+    from airflow_provider_managed_agents.get_provider_info import CONN_FIELDS
+
+    try:
+        from wtforms import IntegerField, StringField
+        from wtforms.validators import NumberRange, Optional
+    except ImportError:
+        return {}
+    widgets: dict[str, Any] = {}
+    for name, spec in CONN_FIELDS.items():
+        if "integer" in spec["schema"]["type"]:
+            validators = [Optional(), NumberRange(min=spec["schema"].get("minimum", 0))]
+            widgets[name] = IntegerField(spec["label"], validators=validators, description=spec["description"])
+        else:  # strings, and numbers (a FloatField would be refused): the hook reads either
+            widgets[name] = StringField(spec["label"], validators=[Optional()], description=spec["description"])
+    return widgets
