@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest reliability bench test-system clean
+.PHONY: demo test test-fast lint typecheck pytest reliability bench test-system clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ pytest: $(INSTALLED)
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
+
+# The quick loop while developing: everything but the real-DAG and real-service tests (marker `slow`).
+test-fast: lint typecheck $(INSTALLED)
+	$(BIN)/pytest -q -m "not slow"
 
 # The full fault campaign: 500 create -> run -> sense cycles under 30 % injected faults.
 reliability: $(INSTALLED)

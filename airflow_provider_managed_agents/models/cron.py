@@ -1,7 +1,8 @@
 """5-field POSIX cron: validation and fire times with literal wall-clock matching.
 
-One implementation serves the client-side validation, the emulator's scheduler and the
-sensor's sleep computation, so the three can never disagree about what a schedule means.
+One implementation serves the client-side validation and the emulator's scheduler (its fires
+and its ``upcoming_runs_at``), so the two can never disagree about what a schedule means. Waits
+never compute fire times themselves: they read the service's ``upcoming_runs_at``.
 
 Semantics (from the scheduled-deployments guide):
 - exactly five fields ``minute hour day-of-month month day-of-week``; day-of-week 0-7 with

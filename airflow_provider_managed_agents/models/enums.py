@@ -32,17 +32,3 @@ class RunErrorType(StrEnum):
             return cls(raw)
         except ValueError:
             return cls.UNKNOWN
-
-
-class TriggerType(StrEnum):
-    """What started a deployment run."""
-
-    SCHEDULE = "schedule"
-    MANUAL = "manual"
-
-
-class DeploymentStatus(StrEnum):
-    """Whether a deployment's schedule fires (``active``) or not (``paused``)."""
-
-    ACTIVE = "active"
-    PAUSED = "paused"

@@ -70,9 +70,5 @@ class DeploymentRun(ApiModel):
     trigger_context: TriggerContext
 
     @property
-    def succeeded(self) -> bool:
-        return self.session_id is not None and self.error is None
-
-    @property
     def trigger_type(self) -> str:
         return self.trigger_context.type

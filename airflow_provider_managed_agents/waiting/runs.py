@@ -42,7 +42,8 @@ SCHEDULE_MARGIN = timedelta(seconds=2)
 # recheck takes its place: a per-minute schedule still costs three requests per fire.
 DEPLOYMENT_RECHECK = timedelta(seconds=60)
 RECHECK_SLACK = timedelta(seconds=30)
-# The biggest page the endpoint allows: one request answers, however many runs piled up.
+# The biggest page the endpoint allows: a wait whose reference time is recent reads its runs
+# in one request; more pages only when over a thousand runs piled up since then.
 RUNS_PAGE_SIZE = 1000
 
 TriggerTypeFilter = Literal["schedule", "manual"] | None

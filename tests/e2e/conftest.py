@@ -35,6 +35,14 @@ def _airflow_home() -> Path:
     return Path(os.environ["AIRFLOW_HOME"])
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every DAG test runs `airflow dags test` subprocesses: slow (see `make test-fast`)."""
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if Path(str(item.fspath)).resolve().is_relative_to(here):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     home = _airflow_home()
@@ -72,6 +80,7 @@ def run_dag(airflow_db: Path, managed_agents_emulator: Any) -> Iterator[Any]:
         env: dict[str, str] | None = None,
         timeout: float = 240,
         test_dags: bool = False,
+        logical_date: str | None = None,
     ) -> DagResult:
         process_env = dict(os.environ)
         if test_dags:
@@ -80,9 +89,12 @@ def run_dag(airflow_db: Path, managed_agents_emulator: Any) -> Iterator[Any]:
             AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT=managed_agents_emulator.connection_json(),
             AIRFLOW_VAR_MANAGED_AGENTS_AGENT_ID="agent_demo",
             AIRFLOW_VAR_MANAGED_AGENTS_ENVIRONMENT_ID="env_demo",
+            AIRFLOW_VAR_EMULATOR_URL=managed_agents_emulator.base_url,
         )
         process_env.update(env or {})
         cmd = [str(BIN / "airflow"), "dags", "test", dag_id]
+        if logical_date:
+            cmd.append(logical_date)
         if conf:
             cmd += ["-c", json.dumps(conf)]
         proc = subprocess.run(cmd, env=process_env, capture_output=True, text=True, timeout=timeout)

@@ -44,8 +44,20 @@ def new_deployment(hook: ManagedAgentsHook, *, schedule: str | None = None) -> s
     return hook.create_deployment(params).id
 
 
-def later(seconds: float, action: Any) -> threading.Thread:
-    thread = threading.Thread(target=lambda: (time.sleep(seconds), action()), daemon=True)
+def once_waiting(emulator: Any, action: Any, *, looks: int = 1, deadline: float = 240) -> threading.Thread:
+    """Run ``action`` once the sensor under test has made ``looks`` runs queries: an observable
+    condition (the emulator's own count), not a guess at how long ``airflow dags test`` takes
+    to reach the sensor on a loaded machine."""
+
+    def watch() -> None:
+        give_up = time.monotonic() + deadline
+        while emulator.request_counts()["by_endpoint"].get("GET /v1/deployment_runs", 0) < looks:
+            if time.monotonic() > give_up:
+                return
+            time.sleep(0.1)
+        action()
+
+    thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     return thread
 
@@ -112,10 +124,14 @@ def test_agent_version_rollout_pins_the_new_version(run_dag: Any, managed_agents
 
 
 @pytest.mark.parametrize("mode", ["deferrable", "poke", "reschedule"])
-def test_sensor_passes_on_a_manual_run(run_dag: Any, hook: ManagedAgentsHook, mode: str) -> None:
+def test_sensor_passes_on_a_manual_run(
+    run_dag: Any, hook: ManagedAgentsHook, managed_agents_emulator: Any, mode: str
+) -> None:
     deployment_id = new_deployment(hook)
     since = pendulum.now("UTC")
-    later(2, lambda: hook.run_deployment(deployment_id))
+    # Deferrable: the sensor's own look, then the trigger's; the run comes while the trigger waits.
+    looks = 2 if mode == "deferrable" else 1
+    once_waiting(managed_agents_emulator, lambda: hook.run_deployment(deployment_id), looks=looks)
     conf = {"deployment_id": deployment_id, "trigger_type": "manual", "created_after": since.isoformat()}
     result = run_dag(f"wait_for_run_{mode}", conf=conf, test_dags=True)
     assert result.state == "success", result
@@ -131,7 +147,11 @@ def test_sensor_passes_on_a_scheduled_fire(
     # A daily schedule never fires by itself during the test; the control endpoint fires it.
     deployment_id = new_deployment(hook, schedule="0 3 * * *")
     since = pendulum.now("UTC")
-    later(2, lambda: control(managed_agents_emulator, "POST", f"deployments/{deployment_id}/fire", {}))
+    once_waiting(
+        managed_agents_emulator,
+        lambda: control(managed_agents_emulator, "POST", f"deployments/{deployment_id}/fire", {}),
+        looks=2 if mode == "deferrable" else 1,
+    )
     conf = {"deployment_id": deployment_id, "trigger_type": None, "created_after": since.isoformat()}
     result = run_dag(f"wait_for_run_{mode}", conf=conf, test_dags=True)
     assert result.state == "success", result
@@ -181,18 +201,20 @@ def test_an_auto_pause_while_waiting_fails_at_the_failed_fire(
     hook.update_deployment(deployment_id, {"vault_ids": ["vlt_going"]})
     past_the_jitter_window()
     since = pendulum.now("UTC")
-    later(3, lambda: control(managed_agents_emulator, "DELETE", "vaults/vlt_going"))  # the sensor is waiting
+    once_waiting(managed_agents_emulator, lambda: control(managed_agents_emulator, "DELETE", "vaults/vlt_going"))
     conf = {"deployment_id": deployment_id, "trigger_type": "schedule", "created_after": since.isoformat()}
     result = run_dag("wait_for_run_poke", conf=conf, test_dags=True)
     assert_gate_failed_with(result, "VaultNotFoundRunError")
     assert hook.get_deployment(deployment_id).status == "paused"
 
 
-def test_the_reference_time_defaults_to_the_sensors_first_start(run_dag: Any, hook: ManagedAgentsHook) -> None:
+def test_the_reference_time_defaults_to_the_sensors_first_start(
+    run_dag: Any, hook: ManagedAgentsHook, managed_agents_emulator: Any
+) -> None:
     """No created_after: a run made after the sensor started counts, also across reschedules."""
     deployment_id = new_deployment(hook)
     hook.run_deployment(deployment_id)  # before the sensor: must not count
-    later(8, lambda: hook.run_deployment(deployment_id))
+    once_waiting(managed_agents_emulator, lambda: hook.run_deployment(deployment_id), looks=2)  # after a reschedule
     result = run_dag(
         "wait_for_run_reschedule", conf={"deployment_id": deployment_id, "trigger_type": "manual"}, test_dags=True
     )
@@ -208,7 +230,7 @@ def test_a_typed_error_fails_the_sensor_and_its_downstream(
     deployment_id = new_deployment(hook)
     since = pendulum.now("UTC")
     control(managed_agents_emulator, "POST", "organization", {"disabled": True})
-    later(2, lambda: hook.run_deployment(deployment_id))
+    once_waiting(managed_agents_emulator, lambda: hook.run_deployment(deployment_id), looks=2)
     conf = {"deployment_id": deployment_id, "trigger_type": "manual", "created_after": since.isoformat()}
     result = run_dag("wait_for_run_deferrable", conf=conf, test_dags=True)
     assert_gate_failed_with(result, "OrganizationDisabledRunError")

@@ -325,23 +325,35 @@ def test_upcoming_fires_follow_dst_in_new_york(hook: ManagedAgentsHook, emulator
 
 
 def test_the_scheduler_fires_within_the_jitter_and_never_while_paused(hook: ManagedAgentsHook, emulator: Any) -> None:
+    """On a frozen clock the test decides every instant the scheduler sees: no wall-clock race."""
+    emulator.freeze_clock(True)
     every_minute = hook.create_deployment(params(schedule=cron("* * * * *")))
     paused = hook.create_deployment(params(schedule=cron("* * * * *")))
     hook.pause_deployment(paused.id)
     due = every_minute.schedule.upcoming_runs_at[0]  # type: ignore[union-attr]
-    emulator.advance_clock((due - pendulum.now("UTC")).total_seconds() + 1.5)  # max_jitter is 1 s in tests
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not list(hook.list_deployment_runs(deployment_id=every_minute.id)):
-        time.sleep(0.1)
+    now = pendulum.parse(emulator.state()["now"])
+    assert emulator.advance_clock((due - now).total_seconds() - 0.01) == 0  # not yet due
+    assert emulator.advance_clock(1.01) == 1  # max_jitter is 1 s in tests: due by now
     (run,) = hook.list_deployment_runs(deployment_id=every_minute.id)
     assert run.trigger_context.scheduled_at == due  # type: ignore[union-attr]
-    assert timedelta(0) <= run.created_at - due <= timedelta(seconds=3)
+    assert timedelta(0) <= run.created_at - due <= timedelta(seconds=1)
     assert hook.get_deployment(every_minute.id).schedule.last_run_at == run.created_at  # type: ignore[union-attr]
     assert list(hook.list_deployment_runs(deployment_id=paused.id)) == []
-    # Unpausing does not backfill the fire missed while paused.
+    # Unpausing does not backfill the fire missed while paused; the next one fires.
     hook.unpause_deployment(paused.id)
-    time.sleep(0.6)
+    assert emulator.advance_clock(0) == 0
     assert list(hook.list_deployment_runs(deployment_id=paused.id)) == []
+    assert emulator.advance_clock(60) == 2  # the next minute: both deployments
+    assert len(list(hook.list_deployment_runs(deployment_id=paused.id))) == 1
+
+
+def test_archiving_a_paused_deployment_reports_it_active_and_unpaused(hook: ManagedAgentsHook) -> None:
+    deployment = hook.create_deployment(params(schedule=cron("0 3 * * *")))
+    assert hook.pause_deployment(deployment.id).status == "paused"
+    archived = hook.archive_deployment(deployment.id)
+    assert archived.archived_at is not None
+    assert archived.status == "active" and archived.paused_reason is None  # the API's status enum has no "archived"
+    assert archived.schedule is not None and archived.schedule.upcoming_runs_at == []
 
 
 def test_one_run_per_scheduled_slot(hook: ManagedAgentsHook, emulator: Any) -> None:
