@@ -441,6 +441,106 @@ def exception_for_unrunnable(deployment: DeploymentState) -> DeploymentNotRunnab
     return None
 
 
+# --- sessions that ended without doing their work -------------------------------------------
+
+
+class SessionError(ManagedAgentsError, AirflowFailException):
+    """A followed session ended without finishing its work. Final: Airflow does not retry it
+    (a retry would re-attach to the same session, never start another run).
+
+    ``session_id``, ``status`` (the session's), ``stop_reason`` (the type string of the newest
+    idle event's stop reason, or None) and ``usage`` (as the API gives it) are always set.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        session_id: str,
+        status: str,
+        stop_reason: str | None = None,
+        usage: dict[str, Any] | None = None,
+    ):
+        self.session_id = session_id
+        self.status = status
+        self.stop_reason = stop_reason
+        self.usage = usage or {}
+        super().__init__(message)
+
+
+class SessionRequiresActionError(SessionError):
+    """The session is idle waiting for a tool confirmation or a custom tool result
+    (``event_ids``): nobody in a pipeline will answer it."""
+
+    def __init__(self, message: str, *, event_ids: list[str] | None = None, **facts: Any):
+        self.event_ids = list(event_ids or [])
+        super().__init__(message, **facts)
+
+
+class SessionRetriesExhaustedError(SessionError):
+    """The turn ended after repeated errors; ``error_type`` / ``error_message`` are the newest
+    ``session.error``'s."""
+
+    def __init__(self, message: str, *, error_type: str | None = None, error_message: str | None = None, **facts: Any):
+        self.error_type = error_type
+        self.error_message = error_message
+        super().__init__(message, **facts)
+
+
+class SessionBudgetReachedError(SessionError):
+    """The session hit its spend cap (``budget``) before the agent finished."""
+
+
+class SessionRefusedError(SessionError):
+    """The model refused: ``category`` (cyber, bio, ...) and ``explanation``."""
+
+    def __init__(self, message: str, *, category: str | None = None, explanation: str | None = None, **facts: Any):
+        self.category = category
+        self.explanation = explanation
+        super().__init__(message, **facts)
+
+
+class SessionTerminatedError(SessionError):
+    """The session terminated (an error, an archive, its end of life); ``error_type`` /
+    ``error_message`` are the newest ``session.error``'s, when there is one."""
+
+    def __init__(self, message: str, *, error_type: str | None = None, error_message: str | None = None, **facts: Any):
+        self.error_type = error_type
+        self.error_message = error_message
+        super().__init__(message, **facts)
+
+
+class SessionOutcomeNotMetError(SessionError):
+    """The turn ended but its defined outcome was not met: ``result`` is ``failed`` (the rubric
+    does not apply), ``max_iterations_reached`` or ``interrupted``, with the evaluation's
+    ``explanation``, ``iteration`` and ``outcome_id``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        result: str,
+        explanation: str | None = None,
+        iteration: int | None = None,
+        outcome_id: str | None = None,
+        **facts: Any,
+    ):
+        self.result = result
+        self.explanation = explanation
+        self.iteration = iteration
+        self.outcome_id = outcome_id
+        super().__init__(message, **facts)
+
+
+class SessionInterruptedError(SessionError):
+    """The turn ended because someone sent ``user.interrupt`` (no outcome was defined to say
+    more): the agent's work did not finish."""
+
+
+class UnknownSessionStopError(SessionError):
+    """A stop reason newer than this client (``stop_reason`` keeps its type string)."""
+
+
 # --- across the triggerer boundary -----------------------------------------------------------
 
 

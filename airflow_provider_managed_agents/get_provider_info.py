@@ -74,16 +74,19 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": [
             {
                 "integration-name": "Anthropic Managed Agents",
-                "python-modules": [f"{PACKAGE}.sensors.deployment_runs"],
+                "python-modules": [f"{PACKAGE}.sensors.deployment_runs", f"{PACKAGE}.sensors.sessions"],
             }
         ],
         "triggers": [
             {
                 "integration-name": "Anthropic Managed Agents",
-                "python-modules": [f"{PACKAGE}.triggers.deployment_runs"],
+                "python-modules": [f"{PACKAGE}.triggers.deployment_runs", f"{PACKAGE}.triggers.sessions"],
             }
         ],
-        "extra-links": [f"{PACKAGE}.operators.deployments.ManagedAgentsDeploymentLink"],
+        "extra-links": [
+            f"{PACKAGE}.operators.deployments.ManagedAgentsDeploymentLink",
+            f"{PACKAGE}.operators.following.ManagedAgentsSessionLink",
+        ],
         "connection-types": [
             {
                 "hook-class-name": f"{PACKAGE}.hooks.managed_agents.ManagedAgentsHook",

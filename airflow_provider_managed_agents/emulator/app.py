@@ -16,12 +16,13 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from airflow_provider_managed_agents.emulator.faults import FaultPlan
-from airflow_provider_managed_agents.emulator.world import WORLD_KINDS, ApiProblem, World, bad_request, not_found
+from airflow_provider_managed_agents.emulator.problems import ApiProblem, bad_request, not_found
+from airflow_provider_managed_agents.emulator.world import WORLD_KINDS, World
 from airflow_provider_managed_agents.exceptions import ManagedAgentsValidationError
 from airflow_provider_managed_agents.hooks.wire import MANAGED_AGENTS_BETA
 from airflow_provider_managed_agents.models.base import format_timestamp
@@ -29,12 +30,18 @@ from airflow_provider_managed_agents.models.params import (
     CreateDeploymentParams,
     DeploymentListFilters,
     DeploymentRunListFilters,
+    SessionEventListFilters,
+    SessionListFilters,
     UpdateDeploymentParams,
     validate_params,
 )
 
 SCHEDULER_TICK_SECONDS = 0.25
+STREAM_POLL_SECONDS = 0.1
+STREAM_PING_SECONDS = 5.0
 IGNORED_QUERY = frozenset({"beta"})
+# Array parameters: the SDK sends ``name[]=v`` repeated; "repeat the parameter" is accepted too.
+ARRAY_QUERY = frozenset({"statuses", "types"})
 Handler = Callable[[Request], Awaitable[Any]]
 
 
@@ -168,7 +175,7 @@ class Emulator:
             return _error(400, "invalid_request_error", "; ".join(f"{p}: {m}" if p else m for p, m in invalid.problems))
         if writes:
             self.world.save()
-        return _json(data)
+        return data if isinstance(data, Response) else _json(data)
 
     # --- API handlers ------------------------------------------------------------------------
 
@@ -186,8 +193,17 @@ class Emulator:
         return body
 
     @staticmethod
-    def _query(request: Request) -> dict[str, str]:
-        return {k: v for k, v in request.query_params.items() if k not in IGNORED_QUERY}
+    def _query(request: Request) -> dict[str, Any]:
+        query: dict[str, Any] = {}
+        for key in request.query_params:
+            name = key.removesuffix("[]")
+            if key in IGNORED_QUERY:
+                continue
+            if name in ARRAY_QUERY:
+                query.setdefault(f"{name}[]", []).extend(request.query_params.getlist(key))
+            else:
+                query[key] = request.query_params[key]
+        return query
 
     async def create(self, request: Request) -> Any:
         params = validate_params(CreateDeploymentParams, await self._body(request), "request body")
@@ -219,6 +235,59 @@ class Emulator:
 
     async def get_run(self, request: Request) -> Any:
         return self.world.run(request.path_params["deployment_run_id"])
+
+    async def get_session(self, request: Request) -> Any:
+        return self.world.sessions.render(self.world.session(request.path_params["session_id"]))
+
+    async def list_sessions(self, request: Request) -> Any:
+        filters = validate_params(SessionListFilters, self._query(request), "query")
+        return self.world.list_sessions(filters)
+
+    async def list_session_events(self, request: Request) -> Any:
+        filters = validate_params(SessionEventListFilters, self._query(request), "query")
+        return self.world.session_events(request.path_params["session_id"], filters)
+
+    async def send_session_events(self, request: Request) -> Any:
+        events = (await self._body(request)).get("events")
+        if not isinstance(events, list):
+            raise bad_request("events: a list of events is required")
+        return self.world.send_session_events(request.path_params["session_id"], events)
+
+    async def archive_session(self, request: Request) -> Any:
+        return self.world.archive_session(request.path_params["session_id"])
+
+    async def delete_session(self, request: Request) -> Any:
+        return self.world.delete_session(request.path_params["session_id"])
+
+    async def stream_session_events(self, request: Request) -> Any:
+        """Server-sent events from now on (no replay, as the API: list first, de-duplicate by
+        id), ``event: ping`` heartbeats; ends when the session terminates or is deleted."""
+        session_id = request.path_params["session_id"]
+        seen = len(self.world.sessions.events(self.world.session(session_id)))
+
+        async def frames() -> AsyncIterator[bytes]:
+            nonlocal seen
+            quiet = 0.0
+            while True:
+                session = self.world.sessions.by_id.get(session_id)
+                if session is None:
+                    yield _sse({"type": "session.deleted", "id": f"sevt_deleted_{session_id}"})
+                    return
+                self.world.sessions.advance(session, self.world.clock.now())
+                events = self.world.sessions.events(session)
+                for event in events[seen:]:
+                    yield _sse(event)
+                    quiet = 0.0
+                seen = len(events)
+                if session["status"] == "terminated":
+                    return
+                if quiet >= STREAM_PING_SECONDS:
+                    yield b"event: ping\ndata: {}\n\n"
+                    quiet = 0.0
+                await asyncio.sleep(STREAM_POLL_SECONDS)
+                quiet += STREAM_POLL_SECONDS
+
+        return StreamingResponse(frames(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
 
     # --- control handlers --------------------------------------------------------------------
 
@@ -289,6 +358,12 @@ class Emulator:
         self.world.forced_errors[deployment["id"]].append(error)
         return {"queued": self.world.forced_errors[deployment["id"]]}
 
+    async def c_session_script(self, request: Request) -> Any:
+        return self.world.set_session_script(request.path_params["deployment_id"], await self._body(request))
+
+    async def c_next_session_script(self, request: Request) -> Any:
+        return self.world.set_session_script(None, await self._body(request))
+
     async def c_seed_runs(self, request: Request) -> Any:
         count = int((await self._body(request)).get("count", 1))
         return {"runs": self.world.seed_runs(request.path_params["deployment_id"], count)}
@@ -356,6 +431,17 @@ class Emulator:
         )
         return Response(body, media_type="text/html")
 
+    async def console_session_page(self, request: Request) -> Response:
+        session = self.world.sessions.by_id.get(request.path_params["session_id"])
+        if session is None:
+            return Response("<h1>Session not found</h1>", status_code=404, media_type="text/html")
+        body = (
+            f"<html><head><title>{html.escape(session['id'])}</title></head><body>"
+            f"<h1>Session</h1><p id='session-id'>{html.escape(session['id'])}</p>"
+            f"<p id='status'>{html.escape(session['status'])}</p><p>Managed Agents emulator console</p></body></html>"
+        )
+        return Response(body, media_type="text/html")
+
     # --- routes ------------------------------------------------------------------------------
 
     def _routes(self) -> list[Route]:
@@ -372,6 +458,13 @@ class Emulator:
             ("POST", f"{d}/run", self.run, True),
             ("GET", "/v1/deployment_runs", self.list_runs, False),
             ("GET", "/v1/deployment_runs/{deployment_run_id}", self.get_run, False),
+            ("GET", "/v1/sessions", self.list_sessions, False),
+            ("GET", "/v1/sessions/{session_id}", self.get_session, False),
+            ("DELETE", "/v1/sessions/{session_id}", self.delete_session, True),
+            ("POST", "/v1/sessions/{session_id}/archive", self.archive_session, True),
+            ("GET", "/v1/sessions/{session_id}/events", self.list_session_events, False),
+            ("POST", "/v1/sessions/{session_id}/events", self.send_session_events, True),
+            ("GET", "/v1/sessions/{session_id}/events/stream", self.stream_session_events, False),
         ]
         # Routes sharing a path are merged so that each method finds its handler.
         by_path: dict[str, dict[str, Any]] = {}
@@ -393,6 +486,8 @@ class Emulator:
             ("POST", f"{c}/deployments/{{deployment_id}}/fire", self.c_fire),
             ("POST", f"{c}/deployments/{{deployment_id}}/next_run_error", self.c_next_run_error),
             ("POST", f"{c}/deployments/{{deployment_id}}/seed_runs", self.c_seed_runs),
+            ("POST", f"{c}/deployments/{{deployment_id}}/session_script", self.c_session_script),
+            ("POST", f"{c}/sessions/next_script", self.c_next_session_script),
             ("POST", f"{c}/agents/{{ident}}/versions", self.c_new_version),
             ("POST", f"{c}/{{kind}}", self.c_add),
             ("POST", f"{c}/{{kind}}/{{ident}}/archive", self.c_archive),
@@ -400,6 +495,7 @@ class Emulator:
         ]
         routes += [Route(path, self.control(handler), methods=[method]) for method, path, handler in controls]
         routes.append(Route("/console/workspaces/{workspace}/deployments/{deployment_id}", self.console_page))
+        routes.append(Route("/console/workspaces/{workspace}/sessions/{session_id}", self.console_session_page))
         return routes
 
 
@@ -409,6 +505,10 @@ class _method_switch:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.handlers[scope["method"]](scope, receive, send)
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    return f"event: {event['type']}\nid: {event['id']}\ndata: {json.dumps(event)}\n\n".encode()
 
 
 async def _cut(send: Send) -> None:

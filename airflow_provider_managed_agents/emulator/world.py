@@ -7,13 +7,12 @@ locking is needed. Request bodies are validated with the package's own parameter
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import secrets
 import sqlite3
 import string
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,6 +21,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_managed_agents.emulator.problems import bad_request, conflict, not_found
+from airflow_provider_managed_agents.emulator.sessions import Listing, Sessions, SessionScript, time_key
 from airflow_provider_managed_agents.models.base import format_timestamp, parse_timestamp
 from airflow_provider_managed_agents.models.cron import fire_times_after
 from airflow_provider_managed_agents.models.enums import RunErrorType
@@ -38,29 +39,21 @@ WORLD_KINDS = ("agents", "environments", "vaults", "files", "memory_stores", "sk
 DEFAULT_AGENT = "agent_demo"
 DEFAULT_ENVIRONMENT = "env_demo"
 UPCOMING_COUNT = 5
-_ALPHABET = string.ascii_letters + string.digits
+# In ASCII order, so that ids sort as their time part does.
+_ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
+_last_stamp = 0
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_01" + "".join(secrets.choice(_ALPHABET) for _ in range(22))
-
-
-class ApiProblem(Exception):
-    """An error answer in the API's envelope."""
-
-    def __init__(self, status: int, error_type: str, message: str):
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
-        self.message = message
-
-
-def bad_request(message: str) -> ApiProblem:
-    return ApiProblem(400, "invalid_request_error", message)
-
-
-def not_found(what: str, ident: str) -> ApiProblem:
-    return ApiProblem(404, "not_found_error", f"{what} {ident!r} not found")
+    """``prefix_01`` + a time part (microseconds, strictly increasing) + a random part: ids made
+    in the same instant of the world's clock still sort in the order they were made."""
+    global _last_stamp
+    _last_stamp = stamp = max(time.time_ns() // 1000, _last_stamp + 1)
+    digits = ""
+    for _ in range(10):
+        stamp, digit = divmod(stamp, 62)
+        digits = _ALPHABET[digit] + digits
+    return f"{prefix}_01{digits}" + "".join(secrets.choice(_ALPHABET) for _ in range(12))
 
 
 @lru_cache(maxsize=8192)
@@ -136,6 +129,7 @@ class World:
         # the first occurrence after it, even if the scheduler's next tick comes later.
         self.armed_at: dict[str, datetime] = {}
         self.session_times: list[datetime] = []
+        self.sessions = Sessions()
         self.clock = Clock()
 
     def describe(self) -> str:
@@ -152,6 +146,7 @@ class World:
             "things": {k: {i: t.__dict__ for i, t in v.items()} for k, v in self.things.items()},
             "deployments": self.deployments,
             "runs": self.runs,
+            "sessions": self.sessions.by_id,
             "organization_disabled": self.organization_disabled,
             "workspace_archived": self.workspace_archived,
             "sessions_per_minute": self.sessions_per_minute,
@@ -171,6 +166,7 @@ class World:
         self.things = {k: {i: Thing(**t) for i, t in v.items()} for k, v in snapshot["things"].items()}
         self.deployments = snapshot["deployments"]
         self.runs = snapshot["runs"]
+        self.sessions.by_id = snapshot.get("sessions", {})
         for run in sorted(self.runs.values(), key=lambda r: r["created_at"]):
             self.runs_by_deployment[run["deployment_id"]].append(run["id"])
         self.organization_disabled = snapshot["organization_disabled"]
@@ -354,28 +350,12 @@ class World:
     # --- listing -------------------------------------------------------------------------
 
     @staticmethod
-    def _cursor(item: dict[str, Any]) -> str:
-        raw = json.dumps([item["created_at"], item["id"]]).encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-    @staticmethod
-    def _after_cursor(cursor: str) -> tuple[str, str]:
+    def _page(items: list[dict[str, Any]], limit: int, page: str | None) -> dict[str, Any]:
+        """Newest first, ties broken by id; the cursor is the last item's sort key."""
         try:
-            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-            created_at, ident = json.loads(raw)
-            return str(created_at), str(ident)
-        except (ValueError, binascii.Error, TypeError):
-            raise bad_request("page: invalid or expired page cursor") from None
-
-    def _page(self, items: list[dict[str, Any]], limit: int, page: str | None) -> dict[str, Any]:
-        # Newest first, with ties broken by id; the cursor is the last item's sort key.
-        items.sort(key=lambda i: (i["created_at"], i["id"]), reverse=True)
-        if page:
-            after = self._after_cursor(page)
-            items = [i for i in items if (i["created_at"], i["id"]) < after]
-        chunk = items[:limit]
-        more = len(items) > limit
-        return {"data": chunk, "next_page": self._cursor(chunk[-1]) if more and chunk else None}
+            return Listing(items, lambda i: (time_key(i["created_at"]), i["id"]), "desc", limit, page).cut()
+        except ValueError as exc:
+            raise bad_request(str(exc)) from None
 
     def list_deployments(self, filters: DeploymentListFilters) -> dict[str, Any]:
         def keep(d: dict[str, Any]) -> bool:
@@ -405,14 +385,7 @@ class World:
                 return False
             if filters.trigger_type is not None and r["trigger_context"]["type"] != filters.trigger_type:
                 return False
-            created = parse_timestamp(r["created_at"])
-            bounds = (
-                (filters.created_at_gt, lambda b: created > b),
-                (filters.created_at_gte, lambda b: created >= b),
-                (filters.created_at_lt, lambda b: created < b),
-                (filters.created_at_lte, lambda b: created <= b),
-            )
-            return all(check(bound) for bound, check in bounds if bound is not None)
+            return _within(r["created_at"], filters)
 
         return self._page([r for r in candidates if keep(r)], filters.limit or 20, filters.page)
 
@@ -492,7 +465,7 @@ class World:
             "trigger_context": trigger_context,
         }
         if failure is None:
-            run["session_id"] = new_id("sesn")
+            run["session_id"] = self.sessions.create(new_id("sesn"), deployment, run["id"], now)["id"]
             self.session_times.append(now)
         else:
             run["error"] = {"type": str(failure[0]), "message": failure[1]}
@@ -545,8 +518,10 @@ class World:
         return self.attempt(deployment, {"type": "schedule", "scheduled_at": format_timestamp(slot)})
 
     def tick(self) -> int:
-        """Fire every schedule whose next occurrence (plus its jitter) has come. Returns fires."""
+        """Fire every schedule whose next occurrence (plus its jitter) has come, and play the
+        sessions' scripts up to now. Returns fires."""
         now = self.clock.now()
+        self.sessions.advance_all(now)
         fired = 0
         for deployment_id, deployment in list(self.deployments.items()):
             schedule = deployment["schedule"]
@@ -575,6 +550,93 @@ class World:
             self.next_fire[deployment_id] = due
         return fired
 
+    # --- sessions ------------------------------------------------------------------------
+
+    def session(self, session_id: str) -> dict[str, Any]:
+        found = self.sessions.by_id.get(session_id)
+        if found is None:
+            raise not_found("session", session_id)
+        self.sessions.advance(found, self.clock.now())
+        return found
+
+    def list_sessions(self, filters: Any) -> dict[str, Any]:
+        now = self.clock.now()
+
+        def keep(item: dict[str, Any]) -> bool:
+            self.sessions.advance(item, now)
+            if item["archived_at"] is not None and not filters.include_archived:
+                return False
+            if filters.deployment_id is not None and item.get("deployment_id") != filters.deployment_id:
+                return False
+            if filters.agent_id is not None and item["agent"]["id"] != filters.agent_id:
+                return False
+            if filters.agent_version is not None and item["agent"]["version"] != filters.agent_version:
+                return False
+            if filters.statuses and item["status"] not in filters.statuses:
+                return False
+            return _within(item["created_at"], filters)
+
+        items = [self.sessions.render(s) for s in self.sessions.by_id.values() if keep(s)]
+        return self._listing(items, "created_at", filters.order or "desc", filters.limit or 20, filters.page, True)
+
+    def session_events(self, session_id: str, filters: Any) -> dict[str, Any]:
+        events = self.sessions.events(self.session(session_id))
+        types = set(filters.types or [])
+        items = [e for e in events if (not types or e["type"] in types) and _within(e["processed_at"], filters)]
+        return self._listing(items, "processed_at", filters.order or "asc", filters.limit or 1000, filters.page)
+
+    def _listing(
+        self, items: list[dict[str, Any]], stamp: str, order: str, limit: int, page: str | None, both: bool = False
+    ) -> dict[str, Any]:
+        try:
+            return Listing(items, lambda i: (time_key(i[stamp]), i["id"]), order, limit, page, both).cut()
+        except ValueError as exc:
+            raise bad_request(str(exc)) from None
+
+    def send_session_events(self, session_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+        session = self.session(session_id)
+        if session["archived_at"] is not None:
+            raise conflict(f"session {session_id!r} is archived")
+        if not events:
+            raise bad_request("events: at least one event is required")
+        now = self.clock.now()
+        recorded = []
+        for event in events:
+            kind = event.get("type") if isinstance(event, dict) else None
+            if kind == "user.interrupt":
+                recorded.append(self.sessions.interrupt(session, now))
+            elif kind == "user.message":
+                recorded.append(self.sessions.message(session, event, now))
+            else:
+                raise bad_request(f"events: the emulator accepts user.interrupt and user.message, not {kind!r}")
+        return {"data": recorded}
+
+    def archive_session(self, session_id: str) -> dict[str, Any]:
+        session = self.session(session_id)
+        if session["status"] in ("running", "rescheduling"):
+            raise bad_request(f"session {session_id!r} is running; interrupt it before archiving")
+        if session["archived_at"] is None:
+            now = format_timestamp(self.clock.now())
+            session.update(archived_at=now, updated_at=now, status="terminated", _steps=[])
+        return self.sessions.render(session)
+
+    def delete_session(self, session_id: str) -> dict[str, Any]:
+        session = self.session(session_id)
+        if session["status"] in ("running", "rescheduling"):
+            raise bad_request(f"session {session_id!r} is running; interrupt it before deleting")
+        del self.sessions.by_id[session_id]
+        return {"id": session_id, "type": "session_deleted"}
+
+    def set_session_script(self, deployment_id: str | None, body: dict[str, Any]) -> dict[str, Any]:
+        """The script of every later session of a deployment, or (no deployment) of the next one."""
+        script = SessionScript.from_json(body)
+        if deployment_id is None:
+            self.sessions.next_scripts.append(script)
+        else:
+            self.deployment(deployment_id)
+            self.sessions.scripts[deployment_id] = script
+        return {"script": body, "deployment_id": deployment_id}
+
     # --- inspection ----------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
@@ -584,6 +646,22 @@ class World:
             "workspace": {"archived": self.workspace_archived},
             "sessions_per_minute": self.sessions_per_minute,
             "deployments": [self.render_deployment(d) for d in self.deployments.values()],
-            "runs": sorted(self.runs.values(), key=lambda r: (r["created_at"], r["id"])),
+            "runs": sorted(self.runs.values(), key=lambda r: (time_key(r["created_at"]), r["id"])),
+            "sessions": [
+                {**self.sessions.render(self.session(i)), "events": self.sessions.events(self.session(i))}
+                for i in list(self.sessions.by_id)
+            ],
             "now": format_timestamp(self.clock.now()),
         }
+
+
+def _within(stamp: str, filters: Any) -> bool:
+    """Whether ``stamp`` passes the ``created_at[gt|gte|lt|lte]`` bounds of ``filters``."""
+    moment = parse_timestamp(stamp)
+    bounds = (
+        (getattr(filters, "created_at_gt", None), lambda b: moment > b),
+        (getattr(filters, "created_at_gte", None), lambda b: moment >= b),
+        (getattr(filters, "created_at_lt", None), lambda b: moment < b),
+        (getattr(filters, "created_at_lte", None), lambda b: moment <= b),
+    )
+    return all(check(bound) for bound, check in bounds if bound is not None)

@@ -48,11 +48,15 @@ from airflow_provider_managed_agents.models.params import (
     CreateDeploymentParams,
     DeploymentListFilters,
     DeploymentRunListFilters,
+    SessionEventListFilters,
+    SessionListFilters,
     UpdateDeploymentParams,
     validate_params,
     with_idempotency_marker,
 )
 from airflow_provider_managed_agents.models.runs import DeploymentRun
+from airflow_provider_managed_agents.models.session_events import SentEvents, SessionEvent, SessionEventPage
+from airflow_provider_managed_agents.models.sessions import Session, SessionPage
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -60,7 +64,9 @@ if TYPE_CHECKING:
 
 ModelT = TypeVar("ModelT", bound="BaseModel")
 ParamsT = TypeVar("ParamsT", bound="BaseModel")
-FiltersT = TypeVar("FiltersT", DeploymentListFilters, DeploymentRunListFilters)
+FiltersT = TypeVar(
+    "FiltersT", DeploymentListFilters, DeploymentRunListFilters, SessionListFilters, SessionEventListFilters
+)
 
 DeploymentPage = Page[Deployment]
 DeploymentRunPage = Page[DeploymentRun]
@@ -70,6 +76,10 @@ DeploymentRunPage = Page[DeploymentRun]
 # time, identifies the one to adopt), tight for runs (the time window is all there is).
 DEPLOYMENT_CLOCK_ALLOWANCE = timedelta(minutes=5)
 RUN_CLOCK_ALLOWANCE = timedelta(seconds=5)
+# Stopping a session: archive is refused while it runs, so interrupt first and give the turn
+# this long to wind down before archiving.
+ARCHIVE_ATTEMPTS = 6
+ARCHIVE_PAUSE_SECONDS = 1.0
 
 
 def path_id(value: Any, field: str) -> str:
@@ -132,7 +142,7 @@ def _utc_now() -> datetime:
 
 
 class ManagedAgentsHook(BaseHook):
-    """Talks to the Managed Agents API (deployments, deployment runs and sessions).
+    """Talks to the Managed Agents API: deployments, deployment runs and the sessions they make.
 
     Connection (type ``managed_agents``, or an ``anthropic`` connection as-is): password = API
     key; host = base URL (default ``https://api.anthropic.com``); extras ``workspace_id``,
@@ -476,6 +486,111 @@ class ManagedAgentsHook(BaseHook):
     async def alist_deployment_runs_page(self, **filters: Any) -> DeploymentRunPage:
         first = _coerce(DeploymentRunListFilters, filters, "list_deployment_runs filters")
         return await self._acall(self._list_runs_call(first))
+
+    # --- sessions ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _session_path(session_id: str, suffix: str = "") -> str:
+        return f"/v1/sessions/{path_id(session_id, 'session_id')}{suffix}"
+
+    def _get_session_call(self, session_id: str) -> Call[Session]:
+        return Call("GET", self._session_path(session_id), Session)
+
+    def _list_sessions_call(self, filters: SessionListFilters) -> Call[Page[Session]]:
+        return Call("GET", "/v1/sessions", SessionPage, query=filters.to_query())
+
+    def _events_call(self, session_id: str) -> Callable[[SessionEventListFilters], Call[SessionEventPage]]:
+        path = self._session_path(session_id, "/events")
+        return lambda filters: Call("GET", path, SessionEventPage, query=filters.to_query())
+
+    def _send_events_call(self, session_id: str, events: list[dict[str, Any]]) -> Call[SentEvents]:
+        # An interrupt sent twice interrupts once: safe to re-send after a lost answer.
+        return Call("POST", self._session_path(session_id, "/events"), SentEvents, body={"events": events})
+
+    def _archive_session_call(self, session_id: str) -> Call[Session]:
+        return Call("POST", self._session_path(session_id, "/archive"), Session)
+
+    def get_session(self, session_id: str) -> Session:
+        return self._call(self._get_session_call(session_id))
+
+    async def aget_session(self, session_id: str) -> Session:
+        return await self._acall(self._get_session_call(session_id))
+
+    def list_sessions(self, **filters: Any) -> Iterator[Session]:
+        """Every session matching ``filters`` (``deployment_id``, ``statuses``, ``agent_id``,
+        ``agent_version``, ``created_at_gt|gte|lt|lte``, ``include_archived``, ``order``,
+        ``memory_store_id``, ``limit`` = page size), newest first by default, page by page."""
+        first = _coerce(SessionListFilters, filters, "list_sessions filters")
+        return self._paginate(first, self._list_sessions_call)
+
+    def list_sessions_page(self, **filters: Any) -> SessionPage:
+        """One page of sessions (``next_page`` and ``prev_page`` cursors): a single request."""
+        first = _coerce(SessionListFilters, filters, "list_sessions filters")
+        return self._call(Call("GET", "/v1/sessions", SessionPage, query=first.to_query()))
+
+    def list_session_events(self, session_id: str, **filters: Any) -> Iterator[SessionEvent]:
+        """The session's events matching ``filters`` (``types``, ``order`` (default oldest
+        first), ``created_at_gt|gte|lt|lte`` against ``processed_at``, ``limit`` = page size),
+        fetched lazily page by page."""
+        first = _coerce(SessionEventListFilters, filters, "list_session_events filters")
+        return self._paginate(first, self._events_call(session_id))
+
+    def list_session_events_page(self, session_id: str, **filters: Any) -> SessionEventPage:
+        """One page of the session's events: a single request."""
+        first = _coerce(SessionEventListFilters, filters, "list_session_events filters")
+        return self._call(self._events_call(session_id)(first))
+
+    async def alist_session_events_page(self, session_id: str, **filters: Any) -> SessionEventPage:
+        first = _coerce(SessionEventListFilters, filters, "list_session_events filters")
+        return await self._acall(self._events_call(session_id)(first))
+
+    def interrupt_session(self, session_id: str) -> None:
+        """Send ``user.interrupt``: the running turn ends (``end_turn``), an active outcome
+        becomes ``interrupted``; no effect on an idle session."""
+        self._call(self._send_events_call(session_id, [{"type": "user.interrupt"}]))
+
+    async def ainterrupt_session(self, session_id: str) -> None:
+        await self._acall(self._send_events_call(session_id, [{"type": "user.interrupt"}]))
+
+    def archive_session(self, session_id: str) -> Session:
+        """Archive the session (read-only afterwards); refused (400) while it runs."""
+        return self._call(self._archive_session_call(session_id))
+
+    async def aarchive_session(self, session_id: str) -> Session:
+        return await self._acall(self._archive_session_call(session_id))
+
+    def stop_session(self, session_id: str, how: str) -> None:
+        """Stop a session a killed task was following: ``interrupt`` it, or ``archive`` it
+        (interrupting first while archiving is refused because it still runs)."""
+        from airflow_provider_managed_agents.exceptions import ManagedAgentsBadRequestError
+
+        self.interrupt_session(session_id)
+        if how != "archive":
+            return
+        for attempt in range(ARCHIVE_ATTEMPTS):
+            try:
+                self.archive_session(session_id)
+                return
+            except ManagedAgentsBadRequestError:
+                if attempt == ARCHIVE_ATTEMPTS - 1:
+                    raise
+                self._sleep(ARCHIVE_PAUSE_SECONDS)
+
+    async def astop_session(self, session_id: str, how: str) -> None:
+        """:meth:`stop_session` from the triggerer."""
+        from airflow_provider_managed_agents.exceptions import ManagedAgentsBadRequestError
+
+        await self.ainterrupt_session(session_id)
+        if how != "archive":
+            return
+        for attempt in range(ARCHIVE_ATTEMPTS):
+            try:
+                await self.aarchive_session(session_id)
+                return
+            except ManagedAgentsBadRequestError:
+                if attempt == ARCHIVE_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(ARCHIVE_PAUSE_SECONDS)
 
     # --- UI ----------------------------------------------------------------------------------
 

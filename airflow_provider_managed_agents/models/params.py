@@ -52,6 +52,9 @@ RESOURCES_MAX = 500
 VAULT_IDS_MAX = 50
 DEPLOYMENTS_PAGE_MAX = 100
 DEPLOYMENT_RUNS_PAGE_MAX = 1000
+# Not stated by the SDK; the emulator enforces these, and the API is lenient about less.
+SESSION_PAGE_MAX = 1000
+SESSION_EVENTS_PAGE_MAX = 1000
 IDEMPOTENCY_METADATA_KEY = "airflow_idempotency_key"
 RUBRIC_MAX_CHARS = 262_144
 MAX_ITERATIONS_LIMIT = 20
@@ -378,20 +381,23 @@ class _ListFilters(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    def to_query(self) -> dict[str, str]:
-        query: dict[str, str] = {}
+    def to_query(self) -> dict[str, str | list[str]]:
+        query: dict[str, str | list[str]] = {}
         for name, field in type(self).model_fields.items():
             value = getattr(self, name)
-            if value is None:
+            if value is None or value == []:
                 continue
-            if isinstance(value, bool):
-                text = "true" if value else "false"
-            elif isinstance(value, datetime):
-                text = format_timestamp(value)
-            else:
-                text = str(value)
-            query[field.alias or name] = text
+            # Arrays go out as repeated ``name[]=`` keys, as the official SDK sends them.
+            query[field.alias or name] = [str(v) for v in value] if isinstance(value, list) else _query_text(value)
         return query
+
+
+def _query_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    return str(value)
 
 
 class DeploymentListFilters(_ListFilters):
@@ -423,6 +429,46 @@ class DeploymentRunListFilters(_ListFilters):
     created_at_lt: Timestamp | None = Field(default=None, alias="created_at[lt]")
     created_at_lte: Timestamp | None = Field(default=None, alias="created_at[lte]")
     limit: int | None = Field(default=None, ge=1, le=DEPLOYMENT_RUNS_PAGE_MAX)
+    page: str | None = None
+
+
+class SessionListFilters(_ListFilters):
+    """Query parameters of the sessions list (wire names as aliases; ``statuses`` as ``statuses[]``)."""
+
+    agent_id: str | None = None
+    agent_version: int | None = Field(default=None, ge=1)
+    deployment_id: str | None = None
+    memory_store_id: str | None = None
+    statuses: list[Literal["rescheduling", "running", "idle", "terminated"]] | None = Field(
+        default=None, alias="statuses[]"
+    )
+    include_archived: bool | None = None
+    created_at_gt: Timestamp | None = Field(default=None, alias="created_at[gt]")
+    created_at_gte: Timestamp | None = Field(default=None, alias="created_at[gte]")
+    created_at_lt: Timestamp | None = Field(default=None, alias="created_at[lt]")
+    created_at_lte: Timestamp | None = Field(default=None, alias="created_at[lte]")
+    order: Literal["asc", "desc"] | None = None
+    limit: int | None = Field(default=None, ge=1, le=SESSION_PAGE_MAX)
+    page: str | None = None
+
+    @model_validator(mode="after")
+    def _version_needs_agent(self) -> SessionListFilters:
+        if self.agent_version is not None and self.agent_id is None:
+            raise ValueError("agent_version needs agent_id")
+        return self
+
+
+class SessionEventListFilters(_ListFilters):
+    """Query parameters of a session's events (``created_at`` bounds apply to ``processed_at``;
+    ``types`` goes out as ``types[]``)."""
+
+    types: list[NonBlank] | None = Field(default=None, alias="types[]")
+    created_at_gt: Timestamp | None = Field(default=None, alias="created_at[gt]")
+    created_at_gte: Timestamp | None = Field(default=None, alias="created_at[gte]")
+    created_at_lt: Timestamp | None = Field(default=None, alias="created_at[lt]")
+    created_at_lte: Timestamp | None = Field(default=None, alias="created_at[lte]")
+    order: Literal["asc", "desc"] | None = None
+    limit: int | None = Field(default=None, ge=1, le=SESSION_EVENTS_PAGE_MAX)
     page: str | None = None
 
 

@@ -16,11 +16,14 @@ XCom, a readable log and typed exceptions:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from airflow.sdk import BaseOperator, BaseOperatorLink
+
+from airflow_provider_managed_agents.compat import default_deferrable
+from airflow_provider_managed_agents.operators.following import ManagedAgentsSessionLink, SessionFollower
 
 if TYPE_CHECKING:
     import jinja2
@@ -87,7 +90,7 @@ class ManagedAgentsBaseOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("managed_agents_conn_id",)
     ui_color = "#d4a27f"
-    operator_extra_links = (ManagedAgentsDeploymentLink(),)
+    operator_extra_links: Collection[BaseOperatorLink] = (ManagedAgentsDeploymentLink(),)
 
     def __init__(self, *, managed_agents_conn_id: str = "managed_agents_default", **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -477,43 +480,114 @@ class ManagedAgentsArchiveDeploymentOperator(_DeploymentActionOperator):
         return self.hook.archive_deployment(deployment_id)
 
 
-class ManagedAgentsRunDeploymentOperator(ManagedAgentsBaseOperator):
-    """Start a manual run of a deployment now and gate on its outcome.
+class ManagedAgentsRunDeploymentOperator(SessionFollower, ManagedAgentsBaseOperator):
+    """Start a manual run of a deployment now and gate on its outcome, or on its session's end.
 
     :param deployment_id: the deployment to run.
+    :param wait_for_session_end: after the run created its session, follow the session until
+        the agent's turn is over: success only when it ended with ``end_turn`` (and any defined
+        outcome is ``satisfied``); every other ending raises its ``SessionError`` class.
+    :param deferrable: follow the session in the triggerer (default
+        ``[operators] default_deferrable``); only with ``wait_for_session_end``.
+    :param poll_interval: seconds between looks at the session while it runs (one request each).
+    :param timeout: seconds to wait for the session's end before ``AirflowSensorTimeout``.
+    :param final_message_max_chars: how much of the agent's final message goes to XCom.
+    :param on_kill_session: what a kill of this task does to the session it started:
+        ``interrupt`` (default), ``archive`` or ``none``.
 
     Success (a session was created) returns the run id and pushes ``session_id`` and
-    ``deployment_run``. A run error raises its typed exception
-    (:mod:`airflow_provider_managed_agents.exceptions`): ``SessionRateLimitedRunError`` lets
-    Airflow's task retries apply; terminal errors (archived, not found, disabled, rejected...)
-    fail the task without retries. A retry starts a new run, except when an earlier try of this
-    task sent one and never learned its outcome: that run is adopted (see
+    ``deployment_run``; with ``wait_for_session_end`` also what the session did (``session_status``,
+    ``stop_reason``, ``stop_details``, ``final_message``, ``outcome``, ``usage``, on failure too).
+    A run error raises its typed exception (:mod:`airflow_provider_managed_agents.exceptions`):
+    ``SessionRateLimitedRunError`` lets Airflow's task retries apply; terminal errors (archived,
+    not found, disabled, rejected...) fail the task without retries. A retry starts a new run,
+    except when an earlier try of this task sent one and never learned its outcome, or was
+    following its session: that run is adopted (see
     :mod:`~airflow_provider_managed_agents.operators.run_journal`).
     """
 
     template_fields: Sequence[str] = ("deployment_id", "managed_agents_conn_id")
+    operator_extra_links: Collection[BaseOperatorLink] = (ManagedAgentsDeploymentLink(), ManagedAgentsSessionLink())
 
-    def __init__(self, *, deployment_id: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        deployment_id: str,
+        wait_for_session_end: bool = False,
+        deferrable: bool = default_deferrable(),
+        poll_interval: float = 30.0,
+        timeout: float = 86_400.0,
+        final_message_max_chars: int = 100_000,
+        on_kill_session: str = "interrupt",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.deployment_id = deployment_id
+        self.wait_for_session_end = wait_for_session_end
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.final_message_max_chars = final_message_max_chars
+        self.on_kill_session = self._check_on_kill(on_kill_session)
 
     def execute(self, context: Context) -> str:
+        import dataclasses
+        from datetime import timedelta
+
         from airflow_provider_managed_agents.exceptions import exception_for_run
         from airflow_provider_managed_agents.operators.reporting import describe_run
         from airflow_provider_managed_agents.operators.run_journal import RunJournal
+        from airflow_provider_managed_agents.waiting import clock
 
         deployment_id = checked_id(self.deployment_id, "deployment_id")
         journal = RunJournal.for_task(context)
-        run = self._adopt(journal.read(), deployment_id)
+        earlier = journal.read()
+        run = self._adopt(earlier, deployment_id)
         if run is None:
-            run = self._send(journal, deployment_id, context["ti"].try_number)
+            run, earlier = self._send(journal, deployment_id, context["ti"].try_number), None
             self.log.info("%s", describe_run(run))
         self._publish_run(context, run)
-        journal.forget()
         error = exception_for_run(run)
+        if error is not None or not self.wait_for_session_end or run.session_id is None:
+            journal.forget()
+            if error is not None:
+                raise error
+            return run.id
+        # A retry of this task re-attaches to this run's session, never starts another.
+        attempt = earlier or self._attempt(deployment_id, context["ti"].try_number)
+        journal.write(dataclasses.replace(attempt, run_id=run.id, state="following"))
+        deadline = clock.now() + timedelta(seconds=self.timeout)
+        if self.deferrable:
+            self.defer(
+                trigger=self._session_trigger(
+                    run.session_id, deadline, self.timeout, stop_on_kill=True, just_started=True
+                ),
+                method_name="execute_complete",
+                kwargs={"run_id": run.id},
+                timeout=timedelta(seconds=self.timeout) + timedelta(minutes=5),
+            )
+        verdict = self._follow_here(run.session_id, deadline, self.timeout, just_started=True)
+        return self._session_ended(context, journal, run.id, verdict)
+
+    def execute_complete(self, context: Context, event: dict[str, Any], run_id: str) -> str:
+        """Back from the triggerer with the session's end."""
+        from airflow_provider_managed_agents.operators.run_journal import RunJournal
+        from airflow_provider_managed_agents.waiting.sessions import verdict_from_event
+
+        self.deployment_url = None
+        return self._session_ended(context, RunJournal.for_task(context), run_id, verdict_from_event(event))
+
+    def _session_ended(self, context: Context, journal: RunJournal, run_id: str, verdict: Any) -> str:
+        error = self._publish_session(context, verdict)
+        journal.forget()  # the session's ending is final: nothing for a retry to carry on
         if error is not None:
             raise error
-        return run.id
+        return run_id
+
+    def on_kill(self) -> None:
+        """Killed: stop the session this task started and was following, then close the client."""
+        self._stop_followed_session()
+        super().on_kill()
 
     def _adopt(self, earlier: RunAttempt | None, deployment_id: str) -> DeploymentRun | None:
         """The run an earlier try of this task made, when this try must carry on with it."""
@@ -552,13 +626,11 @@ class ManagedAgentsRunDeploymentOperator(ManagedAgentsBaseOperator):
         import dataclasses
 
         from airflow_provider_managed_agents.exceptions import ManagedAgentsError
-        from airflow_provider_managed_agents.hooks.managed_agents import RUN_CLOCK_ALLOWANCE
         from airflow_provider_managed_agents.hooks.wire import is_ambiguous
         from airflow_provider_managed_agents.models.base import format_timestamp
-        from airflow_provider_managed_agents.operators.run_journal import RunAttempt
         from airflow_provider_managed_agents.waiting import clock
 
-        attempt = RunAttempt(deployment_id, try_number, format_timestamp(clock.now() - RUN_CLOCK_ALLOWANCE))
+        attempt = self._attempt(deployment_id, try_number)
         journal.write(attempt)
         try:
             return self.hook.run_deployment(deployment_id)
@@ -568,6 +640,15 @@ class ManagedAgentsRunDeploymentOperator(ManagedAgentsBaseOperator):
             else:
                 journal.forget()
             raise
+
+    @staticmethod
+    def _attempt(deployment_id: str, try_number: int) -> RunAttempt:
+        from airflow_provider_managed_agents.hooks.managed_agents import RUN_CLOCK_ALLOWANCE
+        from airflow_provider_managed_agents.models.base import format_timestamp
+        from airflow_provider_managed_agents.operators.run_journal import RunAttempt
+        from airflow_provider_managed_agents.waiting import clock
+
+        return RunAttempt(deployment_id, try_number, format_timestamp(clock.now() - RUN_CLOCK_ALLOWANCE))
 
     def _publish_run(self, context: Context, run: DeploymentRun) -> None:
         ti = context["ti"]

@@ -20,6 +20,12 @@ def console_url(settings: Settings, deployment_id: str) -> str:
     return f"{settings.console_url.rstrip('/')}/workspaces/{workspace}/deployments/{deployment_id}"
 
 
+def session_console_url(settings: Settings, session_id: str) -> str:
+    """The session's page in the Claude Console."""
+    workspace = settings.workspace_id or "default"
+    return f"{settings.console_url.rstrip('/')}/workspaces/{workspace}/sessions/{session_id}"
+
+
 def describe_schedule(schedule: Schedule) -> str:
     """``"At 08:00 PM, only on Friday" (0 20 * * 5, America/New_York); next: 2026-05-08 20:00 EDT, ...``"""
     try:

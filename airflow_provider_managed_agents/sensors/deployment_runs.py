@@ -1,4 +1,5 @@
-"""ManagedAgentsDeploymentRunSensor: gate a pipeline on a deployment run.
+"""ManagedAgentsDeploymentRunSensor: gate a pipeline on a deployment run, or on the end of the
+session it created.
 
 On the DAG-parse path: only ``airflow.sdk`` and the light compat module are imported at module
 level; the hook, the models and the wait decision are imported when the sensor runs.
@@ -6,32 +7,25 @@ level; the hook, the models and the wait decision are imported when the sensor r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from airflow.sdk import BaseOperator, BaseSensorOperator, PokeReturnValue
+from airflow.sdk import BaseOperatorLink, PokeReturnValue
 
-from airflow_provider_managed_agents.compat import default_deferrable
+from airflow_provider_managed_agents.operators.following import ManagedAgentsSessionLink
+from airflow_provider_managed_agents.sensors.base import DEADLINE_MARGIN, DEFERRAL_SLACK, ManagedAgentsSensorBase
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
-    from airflow_provider_managed_agents.waiting.clock import Throttle
     from airflow_provider_managed_agents.waiting.runs import LookState, RunWait, Verdict
 
-# The last look of a poking sensor happens this close to its timeout at the latest, so that it
-# times out with its own message rather than by Airflow's generic check right after.
-DEADLINE_MARGIN = timedelta(seconds=1)
-MIN_POKE_SECONDS = 1.0
-# Airflow's own deferral timeout is only a backstop behind the trigger's deadline.
-DEFERRAL_SLACK = timedelta(minutes=5)
 
-
-class ManagedAgentsDeploymentRunSensor(BaseSensorOperator):
-    """Wait for a deployment run: a session created passes, a run error fails with its own type.
+class ManagedAgentsDeploymentRunSensor(ManagedAgentsSensorBase):
+    """Wait for a deployment run: a session created passes, a run error fails with its own type;
+    with ``wait_for_session_end``, go on until that session has finished its work.
 
     Wait for a specific run with ``deployment_run_id`` (e.g. the run operator's XCom), or for the
     next run of a deployment with ``deployment_id``: the first run created at or after
@@ -44,19 +38,26 @@ class ManagedAgentsDeploymentRunSensor(BaseSensorOperator):
     :param created_after: the reference time (ISO string or datetime).
     :param wait_through_retryable: keep waiting for the next run after a
         ``session_rate_limited_error`` instead of failing (each skipped run is logged).
-    :param poll_interval: seconds between looks for manual runs or without a schedule. While
-        waiting for a scheduled run the sensor sleeps until the next fire (plus the documented
-        jitter), re-reading the deployment at least once a minute on the way.
+    :param wait_for_session_end: once the run created its session, follow the session to its
+        end: success only when the agent's turn ended with ``end_turn`` (and any defined outcome
+        is ``satisfied``); every other ending raises its ``SessionError`` class.
+    :param poll_interval: seconds between looks for manual runs or without a schedule (and at a
+        running session). While waiting for a scheduled run the sensor looks just after the next
+        fire (plus the documented jitter), re-reading the deployment at least once a minute.
     :param deferrable: hand the wait to the triggerer (default ``[operators] default_deferrable``).
+    :param final_message_max_chars: with ``wait_for_session_end``, how much of the agent's final
+        message goes to XCom.
+    :param on_kill_session: with ``wait_for_session_end``, what a kill does to the session:
+        ``none`` (default), ``interrupt`` or ``archive``.
     :param managed_agents_conn_id: the ``managed_agents`` connection.
 
-    Success returns the run id and pushes ``session_id`` and ``deployment_run`` to XCom. A run
-    error raises its typed exception; an archived deployment, or a paused one while waiting for a
-    scheduled run, raises ``DeploymentArchivedError`` / ``DeploymentPausedError``; any API error
-    that no retry fixes raises its typed class; ``timeout`` raises ``AirflowSensorTimeout``
-    naming what was awaited. All identically in poke, reschedule and deferrable modes, and
-    ``soft_fail`` / ``never_fail`` turn each of them into a skip in every mode. Transient API
-    errors never fail the sensor on their own.
+    Success returns the run id and pushes ``session_id`` and ``deployment_run`` to XCom (and what
+    the session did, with ``wait_for_session_end``). A run error raises its typed exception; an
+    archived deployment, or a paused one while waiting for a scheduled run, raises
+    ``DeploymentArchivedError`` / ``DeploymentPausedError``; any API error that no retry fixes
+    raises its typed class; ``timeout`` raises ``AirflowSensorTimeout`` naming what was awaited.
+    All identically in poke, reschedule and deferrable modes, and ``soft_fail`` / ``never_fail``
+    turn each of them into a skip in every mode. Transient API errors never fail the sensor.
     """
 
     template_fields: Sequence[str] = (
@@ -66,7 +67,7 @@ class ManagedAgentsDeploymentRunSensor(BaseSensorOperator):
         "created_after",
         "managed_agents_conn_id",
     )
-    ui_color = "#e8c8a8"
+    operator_extra_links: Collection[BaseOperatorLink] = (ManagedAgentsSessionLink(),)
 
     def __init__(
         self,
@@ -76,28 +77,17 @@ class ManagedAgentsDeploymentRunSensor(BaseSensorOperator):
         trigger_type: str | None = None,
         created_after: str | datetime | None = None,
         wait_through_retryable: bool = False,
-        poll_interval: float = 60.0,
-        deferrable: bool = default_deferrable(),
-        managed_agents_conn_id: str = "managed_agents_default",
+        wait_for_session_end: bool = False,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("poke_interval", poll_interval)
         super().__init__(**kwargs)
         self.deployment_run_id = deployment_run_id
         self.deployment_id = deployment_id
         self.trigger_type = trigger_type
         self.created_after = created_after
         self.wait_through_retryable = wait_through_retryable
-        self.poll_interval = poll_interval
-        self.deferrable = deferrable
-        self.managed_agents_conn_id = managed_agents_conn_id
-        self._started_at: datetime | None = None
-
-    @cached_property
-    def hook(self) -> ManagedAgentsHook:
-        from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
-
-        return ManagedAgentsHook(managed_agents_conn_id=self.managed_agents_conn_id)
+        self.wait_for_session_end = wait_for_session_end
+        self._run_found: Verdict | None = None
 
     @cached_property
     def _look_state(self) -> LookState:
@@ -105,12 +95,6 @@ class ManagedAgentsDeploymentRunSensor(BaseSensorOperator):
         from airflow_provider_managed_agents.waiting.runs import LookState
 
         return LookState()
-
-    @cached_property
-    def _log_throttle(self) -> Throttle:
-        from airflow_provider_managed_agents.waiting.clock import Throttle
-
-        return Throttle()
 
     # --- the question ----------------------------------------------------------------------
 
@@ -141,15 +125,9 @@ class ManagedAgentsDeploymentRunSensor(BaseSensorOperator):
         except ValueError as exc:
             self._fail(ManagedAgentsValidationError("sensor arguments", [("", str(exc))]))
 
-    def _deadline(self, context: Context) -> datetime:
-        """When the wait times out: ``timeout`` after the sensor first started (across
-        reschedules, from the first one)."""
-        from airflow_provider_managed_agents.models.base import parse_timestamp
-        from airflow_provider_managed_agents.waiting import clock
-
-        first = context["ti"].get_first_reschedule_date(context) if self.reschedule else None
-        started = parse_timestamp(first) if first else (self._started_at or clock.now())
-        return started + timedelta(seconds=self.timeout)
+    def _timed_out(self, context: Context) -> NoReturn:
+        self._conclude_run(context, self._wait(context).timed_out(self.timeout))
+        raise AssertionError("unreachable: a timeout always raises")
 
     # --- looking and concluding ---------------------------------------------------------------
 
@@ -171,8 +149,8 @@ class ManagedAgentsDeploymentRunSensor(BaseSensorOperator):
             self.log.info("Waiting through run %s: %s", run.id, run.error.type if run.error else "")
         return verdict
 
-    def _conclude(self, context: Context, verdict: Verdict) -> str:
-        """XCom and logs of a finished wait; its run id, or the failure raised."""
+    def _conclude_run(self, context: Context, verdict: Verdict) -> str:
+        """XCom and logs of a finished run wait; its run id, or the failure raised."""
         from airflow_provider_managed_agents.compat import AirflowSensorTimeout
         from airflow_provider_managed_agents.operators.reporting import describe_run
 
@@ -187,17 +165,6 @@ class ManagedAgentsDeploymentRunSensor(BaseSensorOperator):
             self._fail(verdict.error)
         assert verdict.run is not None
         return verdict.run.id
-
-    def _fail(self, error: Exception) -> NoReturn:
-        """Raise the wait's failure, or skip instead under ``soft_fail`` / ``never_fail``: the
-        same in every mode (Airflow itself applies them differently to poking and deferred
-        sensors)."""
-        from airflow_provider_managed_agents.compat import AirflowSkipException
-
-        if self.soft_fail or self.never_fail:
-            flag = "soft_fail" if self.soft_fail else "never_fail"
-            raise AirflowSkipException(f"Skipped ({flag}): {error}") from error
-        raise error
 
     def _log_progress(self, wait: RunWait, next_look: datetime, *, force: bool) -> None:
         from airflow_provider_managed_agents.waiting import clock
@@ -214,40 +181,41 @@ class ManagedAgentsDeploymentRunSensor(BaseSensorOperator):
     def poke(self, context: Context) -> bool | PokeReturnValue:
         from airflow_provider_managed_agents.waiting import clock
 
-        wait = self._wait(context)
         deadline = self._deadline(context)
-        verdict = self._look(wait, final=clock.now() >= deadline - DEADLINE_MARGIN)
-        if verdict is not None and verdict.done:
-            return PokeReturnValue(is_done=True, xcom_value=self._conclude(context, verdict))
-        now = clock.now()
-        if now >= deadline - DEADLINE_MARGIN:
-            self._conclude(context, wait.timed_out(self.timeout))
-        next_look = verdict.next_look_at if verdict is not None and verdict.next_look_at else None
-        next_look = min(next_look or now + timedelta(seconds=self.poll_interval), deadline)
-        if not self.exponential_backoff:
-            # Airflow's public knob for the next sleep (or reschedule): the wait's own schedule.
-            self.poke_interval = max((next_look - now).total_seconds(), MIN_POKE_SECONDS)
-        self._log_progress(wait, next_look, force=False)
-        return False
+        run_found = self._run_found  # poke mode keeps it between pokes; reschedule finds it again
+        if run_found is None:
+            wait = self._wait(context)
+            verdict = self._look(wait, final=clock.now() >= deadline - DEADLINE_MARGIN)
+            if verdict is not None and verdict.done:
+                run_id = self._conclude_run(context, verdict)
+                if not self.wait_for_session_end:
+                    return PokeReturnValue(is_done=True, xcom_value=run_id)
+                self._run_found = run_found = verdict
+            else:
+                now = clock.now()
+                if now >= deadline - DEADLINE_MARGIN:
+                    self._timed_out(context)
+                next_look = verdict.next_look_at if verdict is not None and verdict.next_look_at else None
+                next_look = min(next_look or now + timedelta(seconds=self.poll_interval), deadline)
+                self._next_poke(next_look, deadline)
+                self._log_progress(wait, next_look, force=False)
+                return False
+        assert run_found.run is not None and run_found.run.session_id is not None
+        return self._poke_session(context, run_found.run.session_id, deadline, run_found.run.id)
 
     # --- all modes ----------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
-        from airflow_provider_managed_agents.compat import AirflowSensorTimeout
         from airflow_provider_managed_agents.waiting import clock
 
-        self._started_at = clock.now()
         if not self.deferrable:
-            try:
-                return super().execute(context)
-            except AirflowSensorTimeout:
-                # Airflow's own check fired just before ours: the same error ours would raise.
-                self._conclude(context, self._wait(context).timed_out(self.timeout))
+            return self._run_modes(context)
+        self._started_at = clock.now()
         wait = self._wait(context)
         deadline = self._deadline(context)
         verdict = self._look(wait, final=False)
         if verdict is not None and verdict.done:
-            return self._conclude(context, verdict)
+            return self._after_run(context, verdict, deadline)
         next_look = min(verdict.next_look_at if verdict and verdict.next_look_at else clock.now(), deadline)
         self._log_progress(wait, next_look, force=True)
         from airflow_provider_managed_agents.triggers.deployment_runs import ManagedAgentsDeploymentRunTrigger
@@ -263,27 +231,23 @@ class ManagedAgentsDeploymentRunSensor(BaseSensorOperator):
                 state=self._look_state.to_dict(),
             ),
             method_name="execute_complete",
+            kwargs={"deadline": deadline.isoformat()},
             timeout=deadline - clock.now() + DEFERRAL_SLACK,
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
+    def execute_complete(self, context: Context, event: dict[str, Any], deadline: str | None = None) -> Any:
+        from airflow_provider_managed_agents.models.base import parse_timestamp
+        from airflow_provider_managed_agents.waiting import clock
         from airflow_provider_managed_agents.waiting.outcome import verdict_from_event
 
         _, verdict = verdict_from_event(event)
-        return self._conclude(context, verdict)
+        end = parse_timestamp(deadline) if deadline else clock.now() + timedelta(seconds=self.timeout)
+        return self._after_run(context, verdict, end)
 
-    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
-        """Back from the triggerer. ``BaseSensorOperator`` would re-word every failure here
-        (and apply ``soft_fail`` its own way); the wait's errors pass unchanged, and Airflow's own
-        deferral timeout, a backstop behind the trigger's deadline, reads like the trigger's."""
-        from airflow_provider_managed_agents.compat import TaskDeferralTimeout
-
-        try:
-            return BaseOperator.resume_execution(self, next_method, next_kwargs, context)
-        except TaskDeferralTimeout:
-            self._conclude(context, self._wait(context).timed_out(self.timeout))
-
-    def on_kill(self) -> None:
-        """Killed mid-wait: close the HTTP client so no connection is left open."""
-        if "hook" in self.__dict__:
-            self.hook.close()
+    def _after_run(self, context: Context, verdict: Verdict, deadline: datetime) -> Any:
+        """Deferrable: the run wait ended; conclude it, or go on to its session's end."""
+        run_id = self._conclude_run(context, verdict)
+        if not self.wait_for_session_end:
+            return run_id
+        assert verdict.run is not None and verdict.run.session_id is not None
+        return self._follow_session_now(context, verdict.run.session_id, deadline, run_id)
