@@ -1,4 +1,5 @@
-"""`make demo`: run the `deployment_lifecycle` example DAG end to end with `airflow dags test`.
+"""`make demo`: run the `deployment_lifecycle` and `agent_as_pipeline_step` example DAGs end to
+end with `airflow dags test`.
 
 Against the local emulator by default (started and stopped here, seeded with an agent and an
 environment). With ANTHROPIC_API_KEY, MANAGED_AGENTS_AGENT_ID and MANAGED_AGENTS_ENVIRONMENT_ID
@@ -20,7 +21,7 @@ from airflow_provider_managed_agents.emulator.server import EmulatorHandle, star
 REPO = Path(__file__).resolve().parent.parent
 DEMO_HOME = REPO / ".demo"
 AIRFLOW_HOME = DEMO_HOME / "airflow"
-DAG_ID = "deployment_lifecycle"
+DAG_IDS = ("deployment_lifecycle", "agent_as_pipeline_step")
 BIN = Path(sys.executable).parent
 DEMO_KEY = "demo-emulator-key"
 
@@ -74,52 +75,60 @@ def main() -> int:
         if run([str(BIN / "airflow"), "db", "migrate"], env, DEMO_HOME / "db-migrate.log") != 0:
             print(f"airflow db migrate failed; see {DEMO_HOME / 'db-migrate.log'}")
             return 1
-        log = DEMO_HOME / f"{DAG_ID}.log"
-        print(f"Running `airflow dags test {DAG_ID}` (log: {log.relative_to(REPO)})")
-        started = time.monotonic()
-        code = run([str(BIN / "airflow"), "dags", "test", DAG_ID], env, log)
-        elapsed = time.monotonic() - started
-        return summarize(code, elapsed, emulator)
+        codes = []
+        for dag_id in DAG_IDS:
+            log = DEMO_HOME / f"{dag_id}.log"
+            print(f"\nRunning `airflow dags test {dag_id}` (log: {log.relative_to(REPO)})")
+            started = time.monotonic()
+            code = run([str(BIN / "airflow"), "dags", "test", dag_id], env, log)
+            codes.append(summarize(dag_id, code, time.monotonic() - started))
+        if emulator is not None:
+            describe_world(emulator)
+        ok = not any(codes)
+        print("\nDemo succeeded." if ok else "\nDemo FAILED: see the logs above.")
+        return 0 if ok else 1
     finally:
         if emulator is not None:
             emulator.stop()
 
 
-def task_states() -> tuple[str | None, dict[str, str]]:
+def task_states(dag_id: str) -> tuple[str | None, dict[str, str]]:
     """The last run of the DAG and its tasks' states, from the demo's SQLite metadata database."""
     with sqlite3.connect(AIRFLOW_HOME / "airflow.db") as db:
         row = db.execute(
-            "select run_id, state from dag_run where dag_id = ? order by id desc limit 1", (DAG_ID,)
+            "select run_id, state from dag_run where dag_id = ? order by id desc limit 1", (dag_id,)
         ).fetchone()
         if row is None:
             return None, {}
         tasks = db.execute(
             "select task_id, state from task_instance where dag_id = ? and run_id = ? order by start_date",
-            (DAG_ID, row[0]),
+            (dag_id, row[0]),
         ).fetchall()
     return row[1], dict(tasks)
 
 
-def summarize(code: int, elapsed: float, emulator: EmulatorHandle | None) -> int:
-    dag_state, states = task_states()
+def summarize(dag_id: str, code: int, elapsed: float) -> int:
+    dag_state, states = task_states(dag_id)
     dag_state = dag_state or ("success" if code == 0 else "failed")
-    print()
-    print(f"DAG {DAG_ID}: {dag_state} in {elapsed:.1f}s (airflow dags test exit code {code})")
+    print(f"DAG {dag_id}: {dag_state} in {elapsed:.1f}s (airflow dags test exit code {code})")
     for task_id, state in states.items():
         print(f"  {task_id:<20} {state}")
-    if emulator is not None:
-        world = emulator.state()
-        for deployment in world.get("deployments", []):
-            print(
-                f"  deployment {deployment['id']} {deployment['name']!r}: "
-                f"{'archived' if deployment.get('archived_at') else deployment['status']}"
-            )
-        for run_record in world.get("runs", []):
-            outcome = run_record.get("session_id") or (run_record.get("error") or {}).get("type")
-            print(f"  run {run_record['id']} ({run_record['trigger_context']['type']}): {outcome}")
-    ok = code == 0 and dag_state == "success"
-    print("Demo succeeded." if ok else "Demo FAILED: see the log above.")
-    return 0 if ok else 1
+    return 0 if code == 0 and dag_state == "success" else 1
+
+
+def describe_world(emulator: EmulatorHandle) -> None:
+    world = emulator.state()
+    print("\nThe emulator's world afterwards:")
+    for deployment in world.get("deployments", []):
+        state = "archived" if deployment.get("archived_at") else deployment["status"]
+        print(f"  deployment {deployment['id']} {deployment['name']!r}: {state}")
+    for run_record in world.get("runs", []):
+        outcome = run_record.get("session_id") or (run_record.get("error") or {}).get("type")
+        print(f"  run {run_record['id']} ({run_record['trigger_context']['type']}): {outcome}")
+    for session in world.get("sessions", []):
+        stop = next((e["stop_reason"]["type"] for e in reversed(session["events"]) if "stop_reason" in e), None)
+        results = ", ".join(o["result"] for o in session["outcome_evaluations"]) or "no outcome"
+        print(f"  session {session['id']}: {session['status']} ({stop}); outcome {results}")
 
 
 if __name__ == "__main__":

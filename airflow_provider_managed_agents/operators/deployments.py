@@ -560,21 +560,25 @@ class ManagedAgentsRunDeploymentOperator(SessionFollower, ManagedAgentsBaseOpera
         if self.deferrable:
             self.defer(
                 trigger=self._session_trigger(
-                    run.session_id, deadline, self.timeout, stop_on_kill=True, just_started=True
+                    run.session_id,
+                    deadline,
+                    self.timeout,
+                    stop_on_kill=True,
+                    carry={"run_id": run.id},
+                    just_started=True,
                 ),
                 method_name="execute_complete",
-                kwargs={"run_id": run.id},
                 timeout=timedelta(seconds=self.timeout) + timedelta(minutes=5),
             )
         verdict = self._follow_here(run.session_id, deadline, self.timeout, just_started=True)
         return self._session_ended(context, journal, run.id, verdict)
 
-    def execute_complete(self, context: Context, event: dict[str, Any], run_id: str) -> str:
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Back from the triggerer with the session's end."""
         from airflow_provider_managed_agents.operators.run_journal import RunJournal
         from airflow_provider_managed_agents.waiting.sessions import verdict_from_event
 
-        self.deployment_url = None
+        run_id = str(event["carry"]["run_id"])
         return self._session_ended(context, RunJournal.for_task(context), run_id, verdict_from_event(event))
 
     def _session_ended(self, context: Context, journal: RunJournal, run_id: str, verdict: Any) -> str:

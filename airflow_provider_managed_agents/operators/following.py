@@ -115,7 +115,14 @@ class SessionFollower:
             self._following = None
 
     def _session_trigger(
-        self, session_id: str, deadline: datetime, timeout: float, *, stop_on_kill: bool, just_started: bool = False
+        self,
+        session_id: str,
+        deadline: datetime,
+        timeout: float,
+        *,
+        stop_on_kill: bool,
+        carry: dict[str, Any],
+        just_started: bool = False,
     ) -> ManagedAgentsSessionTrigger:
         from airflow_provider_managed_agents.triggers.sessions import ManagedAgentsSessionTrigger
         from airflow_provider_managed_agents.waiting import clock
@@ -134,6 +141,7 @@ class SessionFollower:
             timeout=timeout,
             on_kill_session=self.on_kill_session if stop_on_kill else "none",
             not_before=(clock.now() + timedelta(seconds=self.poll_interval if just_started else 0)).isoformat(),
+            carry=carry,
         )
 
     def _publish_session(self, context: Context, verdict: SessionVerdict) -> Exception | None:

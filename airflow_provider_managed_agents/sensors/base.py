@@ -174,18 +174,19 @@ class ManagedAgentsSensorBase(SessionFollower, BaseSensorOperator):
 
         stop = self.on_kill_session != "none"
         self.defer(
-            trigger=self._session_trigger(session_id, deadline, self.timeout, stop_on_kill=stop),
+            trigger=self._session_trigger(
+                session_id, deadline, self.timeout, stop_on_kill=stop, carry={"result": result}
+            ),
             method_name="session_complete",
-            kwargs={"result": result},
             timeout=deadline - clock.now() + DEFERRAL_SLACK,
         )
 
-    def session_complete(self, context: Context, event: dict[str, Any], result: Any = None) -> Any:
+    def session_complete(self, context: Context, event: dict[str, Any]) -> Any:
         """Back from the session trigger."""
         from airflow_provider_managed_agents.waiting.sessions import verdict_from_event
 
         self._conclude_session(context, verdict_from_event(event))
-        return result
+        return event.get("carry", {}).get("result")
 
     def _conclude_session(self, context: Context, verdict: SessionVerdict) -> None:
         error = self._publish_session(context, verdict)

@@ -231,16 +231,16 @@ class ManagedAgentsDeploymentRunSensor(ManagedAgentsSensorBase):
                 state=self._look_state.to_dict(),
             ),
             method_name="execute_complete",
-            kwargs={"deadline": deadline.isoformat()},
             timeout=deadline - clock.now() + DEFERRAL_SLACK,
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any], deadline: str | None = None) -> Any:
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         from airflow_provider_managed_agents.models.base import parse_timestamp
         from airflow_provider_managed_agents.waiting import clock
         from airflow_provider_managed_agents.waiting.outcome import verdict_from_event
 
         _, verdict = verdict_from_event(event)
+        deadline = event.get("deadline")
         end = parse_timestamp(deadline) if deadline else clock.now() + timedelta(seconds=self.timeout)
         return self._after_run(context, verdict, end)
 

@@ -99,7 +99,7 @@ class ManagedAgentsDeploymentRunTrigger(BaseTrigger):
                     self.log.info("Waiting through run %s: %s", run.id, run.error.type if run.error else "")
                 if verdict.done:
                     self.log.info("Resolved: %s", verdict.reason)
-                    yield TriggerEvent(event_payload(verdict, self.wait))
+                    yield TriggerEvent({**event_payload(verdict, self.wait), "deadline": self.deadline})
                     return
             if final:
                 verdict = self.wait.timed_out(self.timeout or 0)

@@ -26,9 +26,10 @@ from airflow_provider_managed_agents.waiting.sessions import SessionVerdict, Ses
 ON_KILL_CHOICES = ("interrupt", "archive", "none")
 
 
-def session_event(verdict: SessionVerdict, session_id: str) -> dict[str, Any]:
+def session_event(verdict: SessionVerdict, session_id: str, carry: dict[str, Any] | None) -> dict[str, Any]:
     """A finished session wait as a small, flat event."""
     payload: dict[str, Any] = {"status": verdict.status, "reason": verdict.reason, "session_id": session_id}
+    payload["carry"] = carry or {}
     if verdict.facts is not None:
         payload["facts"] = verdict.facts.to_dict()
     return payload
@@ -46,6 +47,8 @@ class ManagedAgentsSessionTrigger(BaseTrigger):
         ``archive`` or ``none`` (Airflow >= 3.3 calls the trigger's ``on_kill``; older
         versions cannot tell a kill from a triggerer restart, so nothing is done there).
     :param not_before: ISO time of the first look (the deferring task has just looked).
+    :param carry: what the deferring task needs back (e.g. its run id), returned in the event:
+        ``airflow dags test`` hands a task only the event, not its deferral's ``kwargs``.
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class ManagedAgentsSessionTrigger(BaseTrigger):
         timeout: float | None = None,
         on_kill_session: str = "none",
         not_before: str | None = None,
+        carry: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.session_id = session_id
@@ -67,6 +71,7 @@ class ManagedAgentsSessionTrigger(BaseTrigger):
         self.timeout = timeout
         self.on_kill_session = on_kill_session
         self.not_before = not_before
+        self.carry = carry or {}
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -79,6 +84,7 @@ class ManagedAgentsSessionTrigger(BaseTrigger):
                 "timeout": self.timeout,
                 "on_kill_session": self.on_kill_session,
                 "not_before": self.not_before,
+                "carry": self.carry,
             },
         )
 
@@ -107,11 +113,11 @@ class ManagedAgentsSessionTrigger(BaseTrigger):
                 verdict = None
             if verdict is not None and verdict.done:
                 self.log.info("Session %s ended: %s", self.session_id, verdict.reason or verdict.status)
-                yield TriggerEvent(session_event(verdict, self.session_id))
+                yield TriggerEvent(session_event(verdict, self.session_id, self.carry))
                 return
             last = verdict.facts if verdict is not None else last
             if deadline is not None and now >= deadline:
-                yield TriggerEvent(session_event(wait.timed_out(self.timeout or 0, last), self.session_id))
+                yield TriggerEvent(session_event(wait.timed_out(self.timeout or 0, last), self.session_id, self.carry))
                 return
             next_look = now + timedelta(seconds=self.poll_interval)
             if progress.ready():
