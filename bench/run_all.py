@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["parse_cost.py", "call_overhead.py", "waiting_cost.py", "triggerer_scale.py", "listing.py"]
+BENCHMARKS = [
+    "parse_cost.py",
+    "call_overhead.py",
+    "waiting_cost.py",
+    "triggerer_scale.py",
+    "listing.py",
+    "session_cost.py",
+]
 
 
 def main() -> int:

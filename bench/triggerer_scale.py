@@ -54,7 +54,7 @@ PARAMS = {
 
 def provider_waiter(since: Any, poll_interval: float) -> Any:
     from airflow_provider_managed_agents.triggers.deployment_runs import ManagedAgentsDeploymentRunTrigger
-    from airflow_provider_managed_agents.waiting import RunWait
+    from airflow_provider_managed_agents.waiting.runs import RunWait
 
     async def wait(deployment_id: str) -> None:
         wait = RunWait(

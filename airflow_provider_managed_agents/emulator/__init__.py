@@ -1,4 +1,4 @@
-"""A stateful local emulator of the Managed Agents Deployments API, over real HTTP.
+"""A stateful local emulator of the Managed Agents API (deployments, runs, sessions), over real HTTP.
 
 Start it::
 
@@ -23,14 +23,27 @@ or ``anthropic-version`` is a 400 ``invalid_request_error``.
 Vault, file and memory-store ids the world was never told about are taken to exist (DAGs may
 use any); one added through the controls and then archived or deleted makes runs fail.
 
+Every successful run creates a session (``deployment_id`` set, the initial events recorded, status
+``idle``) that then plays a script on the emulator's clock: ``session.status_running``, a model
+request span with usage, the agent's message, outcome evaluation spans (``needs_revision`` between
+iterations, then the scripted result), ``session.usage``, and the scripted ending (an idle stop
+reason, or ``session.error`` + ``session.status_terminated``). ``user.interrupt`` ends a running
+turn (``end_turn``; an unfinished outcome becomes ``interrupted``); ``user.message`` on an idle
+session starts a new turn; archive and delete are refused (400) while it runs; events to an
+archived session are refused (409). ``GET /v1/sessions`` filters by deployment, status, agent and
+time with both cursors; ``GET .../events`` by ``types[]`` and time, in either ``order``, with
+cursors tied to their order; ``GET .../events/stream`` sends server-sent events from the moment it
+opens, with ``ping`` heartbeats.
+
 Schedules fire for real on the emulator's clock (wall clock plus an offset you can advance), each
 with a fixed per-deployment jitter in ``[0, max_jitter]``, never while paused or archived, without
 backfill, at most once per ``(deployment, scheduled_at)``. A failed scheduled fire auto-pauses the
 deployment unless the error is ``session_rate_limited_error`` or ``session_creation_rejected_error``.
 
-``GET /console/workspaces/{ws}/deployments/{id}`` is a minimal stand-in for the Claude Console:
-set a connection's ``console_url`` extra to ``http://HOST:PORT/console`` and the operators' extra
-links open a page naming the deployment, offline.
+``GET /console/workspaces/{ws}/deployments/{id}`` (and ``.../sessions/{id}``) is a minimal
+stand-in for the Claude Console: set a connection's ``console_url`` extra to
+``http://HOST:PORT/console`` and the operators' extra links open a page naming the deployment or
+the session, offline.
 
 Control endpoints (JSON, no auth), off the API's path space:
 
@@ -50,7 +63,18 @@ Control endpoints (JSON, no auth), off the API's path space:
                                                      (any type string, also unknown ones)
 ``POST /_emulator/deployments/{id}/fire``             a scheduled fire now -> ``{"run", "deployment"}``
 ``POST /_emulator/deployments/{id}/seed_runs``        ``{"count"}``: record that many manual runs at once
-``POST /_emulator/clock`` ``{"advance_seconds"}``     move the emulator's clock forward
+``POST /_emulator/clock``                             ``{"advance_seconds", "freeze"}``: freeze (only jumps
+                                                     move it then) and/or move the clock; fires and
+                                                     session steps due by then happen before it answers
+``POST /_emulator/deployments/{id}/session_script``   how the deployment's later sessions play out:
+                                                     ``{"ending", "outcome_result", "iterations",
+                                                     "turn_seconds", "start_delay", "final_text",
+                                                     "input_tokens", "output_tokens", "error_type",
+                                                     "error_message", "rescheduling",
+                                                     "refusal_category", "refusal_explanation"}``
+                                                     (ending: a stop reason, also an unknown one, or
+                                                     ``terminated``)
+``POST /_emulator/sessions/next_script``              the same, for the next session of any deployment
 ``POST /_emulator/faults``                            ``{"rate", "kinds", "endpoints", "retry_after",
                                                      "latency_ms", "count", "seed"}``; kinds: 429, 529,
                                                      500, 503, latency, drop, commit_then_drop;

@@ -52,6 +52,12 @@ class EmulatorHandle:
     def force_next_run_error(self, deployment_id: str, error_type: str, message: str = "") -> None:
         self.control("POST", f"deployments/{deployment_id}/next_run_error", {"type": error_type, "message": message})
 
+    def session_script(self, deployment_id: str | None = None, **script: Any) -> None:
+        """How the deployment's later sessions (or, without one, the next session) play out:
+        ``ending``, ``outcome_result``, ``iterations``, ``turn_seconds``, ``final_text``..."""
+        path = f"deployments/{deployment_id}/session_script" if deployment_id else "sessions/next_script"
+        self.control("POST", path, script)
+
     def inject_faults(self, **plan: Any) -> None:
         self.control("POST", "faults", plan)
 

@@ -30,6 +30,14 @@ MIN_POKE_SECONDS = 1.0
 DEFERRAL_SLACK = timedelta(minutes=5)
 
 
+def deferral_timeout(deadline: datetime) -> timedelta:
+    """Airflow's deferral timeout behind a deadline: a plain ``timedelta`` (the task runner's
+    serialiser refuses pendulum's ``Duration``, which datetime arithmetic on pendulum gives)."""
+    from airflow_provider_managed_agents.waiting import clock
+
+    return timedelta(seconds=(deadline - clock.now()).total_seconds()) + DEFERRAL_SLACK
+
+
 class ManagedAgentsSensorBase(SessionFollower, BaseSensorOperator):
     """The plumbing of the provider's sensors (not used directly).
 
@@ -170,7 +178,6 @@ class ManagedAgentsSensorBase(SessionFollower, BaseSensorOperator):
         if verdict is not None and verdict.done:
             self._conclude_session(context, verdict)
             return result
-        from airflow_provider_managed_agents.waiting import clock
 
         stop = self.on_kill_session != "none"
         self.defer(
@@ -178,7 +185,7 @@ class ManagedAgentsSensorBase(SessionFollower, BaseSensorOperator):
                 session_id, deadline, self.timeout, stop_on_kill=stop, carry={"result": result}
             ),
             method_name="session_complete",
-            timeout=deadline - clock.now() + DEFERRAL_SLACK,
+            timeout=deferral_timeout(deadline),
         )
 
     def session_complete(self, context: Context, event: dict[str, Any]) -> Any:

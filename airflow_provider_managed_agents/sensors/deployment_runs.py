@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from airflow.sdk import BaseOperatorLink, PokeReturnValue
 
 from airflow_provider_managed_agents.operators.following import ManagedAgentsSessionLink
-from airflow_provider_managed_agents.sensors.base import DEADLINE_MARGIN, DEFERRAL_SLACK, ManagedAgentsSensorBase
+from airflow_provider_managed_agents.sensors.base import DEADLINE_MARGIN, ManagedAgentsSensorBase, deferral_timeout
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -231,7 +231,7 @@ class ManagedAgentsDeploymentRunSensor(ManagedAgentsSensorBase):
                 state=self._look_state.to_dict(),
             ),
             method_name="execute_complete",
-            timeout=deadline - clock.now() + DEFERRAL_SLACK,
+            timeout=deferral_timeout(deadline),
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:

@@ -122,6 +122,7 @@ def finish_deferred(task: Any, ctx: Any) -> Any:
             return step()
         except TaskDeferred as deferred:
             trigger, method, kwargs = deferred.trigger, deferred.method_name, deferred.kwargs or {}
+            assert type(deferred.timeout) is timedelta  # the task runner refuses pendulum's Duration
         rebuilt = type(trigger)(**trigger.serialize()[1])
         event = asyncio.run(anext(aiter(rebuilt.run())))
         step = lambda method=method, kwargs=kwargs, event=event: task.resume_execution(  # noqa: E731

@@ -1,5 +1,7 @@
-"""The fault campaign: create -> run -> sense cycles through the operators and the sensor's look,
-against the emulator injecting faults, then an audit of the emulator's own state.
+"""The fault campaign: create -> run -> follow the session to its end -> sense, through the
+operators and the sensor's look, against the emulator injecting faults, then an audit of the
+emulator's own state. Each cycle's session is scripted to one of several endings (success, an
+unmet outcome, a refusal, the budget...): the run operator must reach exactly that verdict.
 
 Used by ``tests/reliability/test_campaign.py`` (a CI sample) and ``make reliability`` (the full
 count). Retry sleeps are shortened (the delays are the hook's to choose, the outcome is what is
@@ -70,16 +72,20 @@ class CampaignResult:
     duplicate_deployments: int = 0
     duplicate_manual_runs: int = 0
     lost_runs: int = 0
+    sessions_followed: int = 0
+    wrong_verdicts: list[tuple[int, str, str]] = field(default_factory=list)
 
     def table(self) -> str:
         rows = [
-            ("cycles (create -> run -> sense)", self.cycles),
+            ("cycles (create -> run -> follow -> sense)", self.cycles),
             ("API requests", self.requests),
             ("faults injected", self.faults_injected),
             ("cycles failed by a transient fault", len(self.failed_cycles)),
             ("duplicate deployments", self.duplicate_deployments),
             ("duplicate manual runs", self.duplicate_manual_runs),
             ("lost runs", self.lost_runs),
+            ("sessions followed to their end", self.sessions_followed),
+            ("wrong session verdicts", len(self.wrong_verdicts)),
             ("wall time (s)", f"{self.seconds:.1f}"),
         ]
         return "\n".join(f"| {name:<36} | {value:>8} |" for name, value in rows)
@@ -115,10 +121,15 @@ def run_campaign(emulator: Any, cycles: int, *, fault_rate: float = 0.3, seed: i
     sensed: dict[str, str] = {}
     try:
         for cycle in range(cycles):
+            script, expected = SESSION_ENDINGS[cycle % len(SESSION_ENDINGS)]
             try:
-                sensed[f"cycle-{cycle}"] = one_cycle(hook, cycle)
+                sensed[f"cycle-{cycle}"], verdict = one_cycle(hook, cycle, base_url, script)
             except Exception as exc:  # recorded and asserted on: none may happen
                 result.failed_cycles.append((cycle, f"{type(exc).__name__}: {exc}"))
+                continue
+            result.sessions_followed += 1
+            if verdict != expected:
+                result.wrong_verdicts.append((cycle, expected, verdict))
     finally:
         control(base_url, "DELETE", "faults")
     result.seconds = time.monotonic() - started
@@ -126,7 +137,25 @@ def run_campaign(emulator: Any, cycles: int, *, fault_rate: float = 0.3, seed: i
     return result
 
 
-def one_cycle(hook: ManagedAgentsHook, cycle: int) -> str:
+# (the session's script, the verdict the run operator must reach: "success" or the error class)
+SESSION_ENDINGS: list[tuple[dict[str, Any], str]] = [
+    ({}, "success"),
+    ({"outcome_result": "failed"}, "SessionOutcomeNotMetError"),
+    ({"ending": "refusal"}, "SessionRefusedError"),
+    ({}, "success"),
+    ({"ending": "budget_reached"}, "SessionBudgetReachedError"),
+    ({"ending": "retries_exhausted", "rescheduling": True}, "SessionRetriesExhaustedError"),
+    ({"rescheduling": True}, "success"),
+    ({"ending": "terminated"}, "SessionTerminatedError"),
+]
+OUTCOME = {"type": "user.define_outcome", "description": "d", "rubric": {"type": "text", "content": "r"}}
+MESSAGE = {"type": "user.message", "content": [{"type": "text", "text": "reliability cycle"}]}
+
+
+def one_cycle(hook: ManagedAgentsHook, cycle: int, base_url: str, script: dict[str, Any]) -> tuple[str, str]:
+    """One create -> run -> follow -> sense cycle; the run id and the session verdict reached."""
+    from airflow_provider_managed_agents.exceptions import SessionError
+
     ti = CampaignTI(cycle)
     context: Any = {"ti": ti, "dag_run": None, "task_state_store": TaskStateStore()}
     create = ManagedAgentsCreateDeploymentOperator(
@@ -134,17 +163,34 @@ def one_cycle(hook: ManagedAgentsHook, cycle: int) -> str:
         agent="agent_demo",
         environment_id="env_demo",
         name=f"campaign {cycle}",
-        message="reliability cycle",
+        initial_events=[MESSAGE, OUTCOME] if "outcome_result" in script else [MESSAGE],
         idempotency_key=f"cycle-{cycle}",
     )
     create.__dict__["hook"] = hook
     deployment_id = create.execute(context)
-    run = ManagedAgentsRunDeploymentOperator(task_id=f"run_{cycle}", deployment_id=deployment_id)
+    # A fast script: the campaign is about the conversation under faults, not the agent's pace.
+    control(
+        base_url,
+        "POST",
+        f"deployments/{deployment_id}/session_script",
+        {**script, "start_delay": 0.0, "turn_seconds": 0.05},
+    )
+    run = ManagedAgentsRunDeploymentOperator(
+        task_id=f"run_{cycle}",
+        deployment_id=deployment_id,
+        wait_for_session_end=True,
+        deferrable=False,
+        poll_interval=0.02,
+    )
     run.__dict__["hook"] = hook
-    run_id = run.execute(context)
-    verdict = look(RunWait(deployment_run_id=run_id), hook, LookState(), pendulum.now("UTC"))
-    assert verdict.status == "success", verdict.reason
-    return run_id
+    try:
+        run_id = run.execute(context)
+        verdict = "success"
+    except SessionError as ending:
+        run_id, verdict = ti.xcom["deployment_run"]["id"], type(ending).__name__
+    sensed = look(RunWait(deployment_run_id=run_id), hook, LookState(), pendulum.now("UTC"))
+    assert sensed.status == "success", sensed.reason
+    return run_id, verdict
 
 
 def audit(base_url: str, result: CampaignResult, sensed: dict[str, str]) -> None:

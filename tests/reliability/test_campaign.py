@@ -23,3 +23,5 @@ def test_fault_campaign_creates_and_runs_exactly_once(
     assert result.duplicate_deployments == 0
     assert result.duplicate_manual_runs == 0
     assert result.lost_runs == 0
+    assert result.sessions_followed == CYCLES
+    assert result.wrong_verdicts == []

@@ -184,7 +184,7 @@ def main() -> int:
             wait_for(
                 "the example DAGs to be parsed",
                 lambda: (
-                    {"deployment_lifecycle", "wait_for_run_deferrable"}
+                    {"deployment_lifecycle", "wait_for_run_deferrable", "agent_as_pipeline_step"}
                     <= {d["dag_id"] for d in api.get("/dags", limit=100)["dags"]}
                 ),
                 180,
@@ -245,6 +245,30 @@ def main() -> int:
             check(
                 api.xcom("wait_for_run_deferrable", sensor_run, "gate", "session_id") == run.session_id,
                 "the triggerer's event carried the run's session",
+                failures,
+            )
+
+            # 3. An agent as a pipeline step: the run's session followed to its end in the triggerer.
+            step_run = api.trigger("agent_as_pipeline_step")
+            wait_for(
+                "the run task to defer to the session trigger",
+                lambda: api.task_states("agent_as_pipeline_step", step_run).get("review_load") == "deferred",
+                180,
+                every=0.5,
+            )
+            with sqlite3.connect(home / "airflow.db") as db:
+                triggers = db.execute("select classpath from trigger").fetchall()
+            check(
+                any("ManagedAgentsSessionTrigger" in c for (c,) in triggers),
+                "the session trigger runs in the triggerer",
+                failures,
+            )
+            state = wait_for_run(api, "agent_as_pipeline_step", step_run, 300)
+            check(state == "success", f"agent_as_pipeline_step finished {state}", failures)
+            review = api.xcom("agent_as_pipeline_step", step_run, "publish_review")
+            check(
+                review.get("verdict") == "satisfied" and str(review.get("review", "")).startswith("Done:"),
+                f"the downstream task got the agent's finished work: {review}",
                 failures,
             )
 

@@ -177,6 +177,8 @@ def run_deferred(sensor: ManagedAgentsDeploymentRunSensor, ti: FakeTI) -> Any:
         return sensor.execute(context)
     except TaskDeferred as deferred:
         trigger = deferred.trigger
+        # The task runner serialises it: a plain timedelta (pendulum's Duration is refused).
+        assert type(deferred.timeout) is timedelta
     assert isinstance(trigger, ManagedAgentsDeploymentRunTrigger)
     rebuilt = ManagedAgentsDeploymentRunTrigger(**trigger.serialize()[1])  # as the triggerer does
 
