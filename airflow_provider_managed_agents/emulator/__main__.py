@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     sock.bind((args.host, args.port))
     host, port = sock.getsockname()[:2]
     print(emulator.world.describe(), flush=True)
-    config = uvicorn.Config(emulator.app, log_level="warning", access_log=False, lifespan="on", timeout_keep_alive=30)
+    config = uvicorn.Config(
+        emulator.app, log_level="warning", access_log=False, lifespan="on", timeout_keep_alive=30, date_header=False
+    )
     server = _QuietServer(config)
 
     async def serve() -> None:

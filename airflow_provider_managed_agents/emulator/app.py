@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import html
 import json
 import logging
@@ -18,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from airflow_provider_managed_agents.emulator.faults import FaultPlan
 from airflow_provider_managed_agents.emulator.problems import ApiProblem, bad_request, not_found
@@ -89,10 +90,13 @@ class Emulator:
         self.faults = FaultPlan()
         self.requests: Counter[str] = Counter()
         self.faults_injected = 0
-        self.app = Starlette(
-            routes=self._routes(),
-            lifespan=self._lifespan,
-            exception_handlers={HTTPException: _routing_error},
+        self.app = _DatedByTheWorldClock(
+            Starlette(
+                routes=self._routes(),
+                lifespan=self._lifespan,
+                exception_handlers={HTTPException: _routing_error},
+            ),
+            self.world,
         )
 
     # --- plumbing --------------------------------------------------------------------------
@@ -497,6 +501,29 @@ class Emulator:
         routes.append(Route("/console/workspaces/{workspace}/deployments/{deployment_id}", self.console_page))
         routes.append(Route("/console/workspaces/{workspace}/sessions/{session_id}", self.console_session_page))
         return routes
+
+
+class _DatedByTheWorldClock:
+    """Every answer's ``date`` header tells the world clock's time, frozen or moved, as a real
+    service's tells its own: clients line up ``created_at`` against it."""
+
+    def __init__(self, app: Starlette, world: World):
+        self.app = app
+        self.world = world  # not its clock: a reset gives the world a new one
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def dated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                stamp = email.utils.format_datetime(self.world.clock.now(), usegmt=True).encode()
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                message = {**message, "headers": [*headers, (b"date", stamp)]}
+            await send(message)
+
+        await self.app(scope, receive, dated)
 
 
 class _method_switch:

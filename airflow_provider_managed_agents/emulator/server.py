@@ -104,6 +104,7 @@ def run_emulator(
         access_log=False,
         lifespan="on",
         timeout_keep_alive=30,
+        date_header=False,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="managed-agents-emulator", daemon=True)

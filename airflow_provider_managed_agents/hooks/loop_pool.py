@@ -23,12 +23,14 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import httpx
 
 from airflow_provider_managed_agents.hooks.wire import MAX_CONNECTIONS, Settings
 
 SETTINGS_TTL_SECONDS = 300.0
+SharedT = TypeVar("SharedT")
 
 
 def new_async_client(settings: Settings) -> httpx.AsyncClient:
@@ -60,6 +62,7 @@ class LoopPool:
         self._lookups: dict[str, asyncio.Task[Settings]] = {}
         self._clients: dict[str, _Client] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self._shared: dict[Any, Any] = {}
         self._keeper = loop.create_task(self._close_when_the_loop_ends(), name="managed-agents-loop-pool")
 
     # --- settings --------------------------------------------------------------------------
@@ -130,6 +133,14 @@ class LoopPool:
             if client.retired and client.in_use == 0:
                 self._close_later(client)
 
+    def shared(self, key: Any, make: Callable[[], SharedT]) -> SharedT:
+        """A loop-wide object (the runs feed of a connection), made on first use; closed with
+        the loop when it has a ``close()``."""
+        found = self._shared.get(key)
+        if found is None:
+            found = self._shared[key] = make()
+        return found
+
     def live_clients(self) -> int:
         """Clients open on this loop, retired ones still finishing included (for tests)."""
         open_now = {id(c.http) for c in self._clients.values() if not c.http.is_closed}
@@ -142,6 +153,10 @@ class LoopPool:
             await asyncio.Event().wait()
         finally:
             _pools.pop(self._loop, None)
+            for shared in self._shared.values():
+                close = getattr(shared, "close", None)
+                if close is not None:
+                    close()
             clients, self._clients = list(self._clients.values()), {}
             for client in clients:
                 with contextlib.suppress(Exception):

@@ -37,6 +37,7 @@ from airflow_provider_managed_agents.hooks.wire import (
     Attempts,
     Call,
     Secret,
+    ServerClock,
     Settings,
 )
 from airflow_provider_managed_agents.models.deployments import Deployment
@@ -166,6 +167,7 @@ class ManagedAgentsHook(BaseHook):
         super().__init__(**kwargs)
         self.managed_agents_conn_id = managed_agents_conn_id
         self._settings: Settings | None = None
+        self.server_clock = ServerClock()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(managed_agents_conn_id={self.managed_agents_conn_id!r})"
@@ -243,6 +245,9 @@ class ManagedAgentsHook(BaseHook):
     def _sleep(self, seconds: float) -> None:
         time.sleep(seconds)
 
+    async def _asleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
     def close(self) -> None:
         if "client" in self.__dict__:
             self.client.close()
@@ -256,6 +261,7 @@ class ManagedAgentsHook(BaseHook):
             outcome: httpx.Response | httpx.TransportError
             try:
                 outcome = self.client.send(call.build(self.client))
+                self.server_clock.observe(outcome)
             except httpx.TransportError as exc:
                 outcome = exc
             delay = attempts.record(outcome)
@@ -277,12 +283,13 @@ class ManagedAgentsHook(BaseHook):
             try:
                 async with pool.request_slot(self.managed_agents_conn_id, settings) as client:
                     outcome = await client.send(call.build(client))
+                self.server_clock.observe(outcome)
             except httpx.TransportError as exc:
                 outcome = exc
             delay = attempts.record(outcome)
             if delay is None:
                 return attempts.result()
-            await asyncio.sleep(delay)
+            await self._asleep(delay)
             settings = await self.asettings()
 
     def _paginate(self, filters: FiltersT, make_call: Callable[[FiltersT], Call[Page[ModelT]]]) -> Iterator[ModelT]:
@@ -437,10 +444,11 @@ class ManagedAgentsHook(BaseHook):
         key for runs, so a manual run someone else started in those seconds would be adopted.
         """
         path = f"/v1/deployments/{path_id(deployment_id, 'deployment_id')}/run"
+        sent_local = time.time()
         sent_from = _utc_now() - RUN_CLOCK_ALLOWANCE
 
         def made_by_the_failed_send() -> DeploymentRun | None:
-            run = self.find_manual_run(deployment_id, created_from=sent_from)
+            run = self.find_manual_run(deployment_id, created_from=sent_from, sent_at=sent_local)
             if run is not None:
                 self.log.info("Adopted run %s, made by the request that failed", run.id)
             return run
@@ -448,9 +456,17 @@ class ManagedAgentsHook(BaseHook):
         return self._call(Call("POST", path, DeploymentRun, idempotent=False), made_by_the_failed_send)
 
     def find_manual_run(
-        self, deployment_id: str, *, created_from: datetime, created_to: datetime | None = None
+        self,
+        deployment_id: str,
+        *,
+        created_from: datetime,
+        created_to: datetime | None = None,
+        sent_at: float | None = None,
     ) -> DeploymentRun | None:
-        """The oldest manual run of the deployment created in ``[created_from, created_to]``."""
+        """The oldest manual run of the deployment created in ``[created_from, created_to]``;
+        with ``sent_at`` (this machine's time of a send), only one the service can have recorded
+        after that send, by its clock (from its ``date`` headers): a run made a few seconds
+        earlier, inside the clock allowance, is not taken for this send's."""
         page = self.list_deployment_runs_page(
             deployment_id=deployment_id,
             trigger_type="manual",
@@ -458,7 +474,9 @@ class ManagedAgentsHook(BaseHook):
             created_at_lte=created_to,
             limit=DEPLOYMENT_RUNS_PAGE_MAX,
         )
-        return min(page.data, key=lambda run: (run.created_at, run.id), default=None)
+        earliest = self.server_clock.earliest(sent_at) if sent_at is not None else None
+        candidates = [r for r in page.data if earliest is None or r.created_at.timestamp() >= earliest]
+        return min(candidates, key=lambda run: (run.created_at, run.id), default=None)
 
     # --- deployment runs ---------------------------------------------------------------------
 

@@ -1,17 +1,19 @@
 """ManagedAgentsDeploymentRunTrigger: the deferrable half of the deployment-run sensor.
 
-Runs in the triggerer's event loop with the hook's async client (one shared client per loop and
-connection). It makes the same looks and reaches the same verdict as the poking sensor, through
-:mod:`airflow_provider_managed_agents.waiting.runs`, and ends with one small event the worker
-re-judges: success, a failure (run error, unrunnable deployment, API or validation error) or a
-timeout at its own deadline, so a deferred wait ends even where Airflow does not apply the
-deferral timeout (``airflow dags test``).
+Runs in the triggerer's event loop. A wait for the next run of a deployment registers with the
+loop's runs feed (:mod:`~airflow_provider_managed_agents.triggers.runs_feed`): every deferred wait
+on a connection shares one runs query per poll, and each is judged by the same decision as a
+poking sensor (:mod:`airflow_provider_managed_agents.waiting.runs`). A wait for a run id makes
+its own looks. Either ends with one small event the worker re-judges: success, a failure (run
+error, unrunnable deployment, API or validation error) or a timeout at its own deadline, so a
+deferred wait ends even where Airflow does not apply the deferral timeout (``airflow dags test``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -20,9 +22,12 @@ from airflow_provider_managed_agents.exceptions import ManagedAgentsError
 from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
 from airflow_provider_managed_agents.hooks.wire import is_transient
 from airflow_provider_managed_agents.models.base import parse_timestamp
+from airflow_provider_managed_agents.triggers.runs_feed import runs_feed
 from airflow_provider_managed_agents.waiting import clock
 from airflow_provider_managed_agents.waiting.outcome import error_payload, event_payload
 from airflow_provider_managed_agents.waiting.runs import LookState, RunWait, Verdict, alook
+
+log = logging.getLogger(__name__)
 
 
 class ManagedAgentsDeploymentRunTrigger(BaseTrigger):
@@ -73,42 +78,61 @@ class ManagedAgentsDeploymentRunTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = ManagedAgentsHook(managed_agents_conn_id=self.managed_agents_conn_id)
         deadline = parse_timestamp(self.deadline) if self.deadline else None
+        not_before = parse_timestamp(self.not_before) if self.not_before else None
         state = LookState.from_dict(self.state)
-        progress = clock.Throttle()
-        next_look = parse_timestamp(self.not_before) if self.not_before else clock.now()
-        while True:
-            await clock.asleep_until(min(next_look, deadline) if deadline else next_look)
-            now = clock.now()
-            final = deadline is not None and now >= deadline
-            verdict: Verdict | None = None
-            try:
-                verdict = await alook(self.wait, hook, state, now, final=final)
-            except ManagedAgentsError as exc:
-                if not is_transient(exc):
-                    payload = error_payload(exc, self.wait)
-                    if payload is None:
-                        raise
-                    self.log.info("Failed: %s", exc)
-                    yield TriggerEvent(payload)
-                    return
-                self.log.warning("Transient API error while waiting (%s); looking again later", exc)
-            if verdict is not None:
-                for run in state.new_skips(verdict):
-                    self.log.info("Waiting through run %s: %s", run.id, run.error.type if run.error else "")
-                if verdict.done:
-                    self.log.info("Resolved: %s", verdict.reason)
-                    yield TriggerEvent({**event_payload(verdict, self.wait), "deadline": self.deadline})
-                    return
-            if final:
-                verdict = self.wait.timed_out(self.timeout or 0)
-                self.log.info("%s", verdict.reason)
-                yield TriggerEvent(event_payload(verdict, self.wait))
+        if self.wait.deployment_id is not None:
+            # Every deferred wait on this connection shares one runs query per poll.
+            verdict = await runs_feed(self.managed_agents_conn_id).wait_for(
+                self.wait, deadline=deadline, timeout=self.timeout or 0, not_before=not_before, state=state
+            )
+        else:
+            hook = ManagedAgentsHook(managed_agents_conn_id=self.managed_agents_conn_id)
+            outcome = await follow_alone(self.wait, hook, state, deadline, self.timeout or 0, not_before)
+            if isinstance(outcome, dict):
+                yield TriggerEvent(outcome)
                 return
-            if verdict is not None and verdict.next_look_at is not None:
-                next_look = verdict.next_look_at
-            else:
-                next_look = clock.now() + timedelta(seconds=self.wait.poll_interval)
-            if progress.ready():
-                self.log.info("Waiting for %s; next look at %s", self.wait.describe(), next_look.isoformat())
+            verdict = outcome
+        self.log.info("Resolved: %s", verdict.reason)
+        yield TriggerEvent({**event_payload(verdict, self.wait), "deadline": self.deadline})
+
+
+async def follow_alone(
+    wait: RunWait,
+    hook: ManagedAgentsHook,
+    state: LookState,
+    deadline: datetime | None,
+    timeout: float,
+    not_before: datetime | None,
+) -> Verdict | dict[str, Any]:
+    """One wait with queries of its own (a run id, which resolves on its first look; the runs
+    feed's baseline in the benchmarks): the verdict, or the event of an error that decided it."""
+    progress = clock.Throttle()
+    next_look = not_before or clock.now()
+    while True:
+        await clock.asleep_until(min(next_look, deadline) if deadline else next_look)
+        now = clock.now()
+        final = deadline is not None and now >= deadline
+        verdict: Verdict | None = None
+        try:
+            verdict = await alook(wait, hook, state, now, final=final)
+        except ManagedAgentsError as exc:
+            if not is_transient(exc):
+                payload = error_payload(exc, wait)
+                if payload is None:
+                    raise
+                return payload
+            log.warning("Transient API error while waiting (%s); looking again later", exc)
+        if verdict is not None:
+            for run in state.new_skips(verdict):
+                log.info("Waiting through run %s: %s", run.id, run.error.type if run.error else "")
+            if verdict.done:
+                return verdict
+        if final:
+            return wait.timed_out(timeout)
+        if verdict is not None and verdict.next_look_at is not None:
+            next_look = verdict.next_look_at
+        else:
+            next_look = clock.now() + timedelta(seconds=wait.poll_interval)
+        if progress.ready():
+            log.info("Waiting for %s; next look at %s", wait.describe(), next_look.isoformat())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import os
 import signal
 import subprocess
@@ -398,6 +399,32 @@ def test_a_committed_then_dropped_create_happened(hook: ManagedAgentsHook, emula
     adopted = hook.create_deployment(params(), idempotency_key="once")
     assert len(emulator.state()["deployments"]) == 2
     assert adopted.metadata["airflow_idempotency_key"] == "once"
+
+
+def test_answers_are_dated_by_the_emulator_clock(emulator: Any) -> None:
+    emulator.freeze_clock(True)
+    now = pendulum.parse(emulator.control("POST", "clock", {"advance_seconds": 3600})["now"])
+    stated = email.utils.parsedate_to_datetime(raw(emulator, "GET", "/v1/deployments").headers["date"])
+    assert stated == now.replace(microsecond=0)  # type: ignore[union-attr]
+
+
+def test_a_lost_run_answer_adopts_the_new_run_not_one_made_seconds_before(
+    hook: ManagedAgentsHook, emulator: Any
+) -> None:
+    """Both runs fall inside the clock allowance of the lookup; the service's ``date`` header
+    tells which one the failed send can have made."""
+    emulator.freeze_clock(True)
+    deployment = hook.create_deployment(params())
+    earlier = hook.run_deployment(deployment.id)
+    emulator.advance_clock(3)
+    hook.get_deployment(deployment.id)  # the hook hears the service's time
+    emulator.inject_faults(
+        rate=1.0, kinds=["commit_then_drop"], endpoints=["POST /v1/deployments/{deployment_id}/run"], count=1
+    )
+    adopted = hook.run_deployment(deployment.id)
+    runs = hook.list_deployment_runs_page(deployment_id=deployment.id).data
+    assert len(runs) == 2 and adopted.id != earlier.id
+    assert adopted.created_at > earlier.created_at
 
 
 # --- process, CLI and persistence ------------------------------------------------------------

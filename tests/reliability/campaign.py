@@ -10,6 +10,7 @@ measured here); every other part runs as in production, over real HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections import Counter
@@ -74,6 +75,9 @@ class CampaignResult:
     lost_runs: int = 0
     sessions_followed: int = 0
     wrong_verdicts: list[tuple[int, str, str]] = field(default_factory=list)
+    feed_waits: int = 0
+    feed_lost: list[str] = field(default_factory=list)
+    feed_wrong: int = 0
 
     def table(self) -> str:
         rows = [
@@ -86,6 +90,9 @@ class CampaignResult:
             ("lost runs", self.lost_runs),
             ("sessions followed to their end", self.sessions_followed),
             ("wrong session verdicts", len(self.wrong_verdicts)),
+            ("deferred waits through the runs feed", self.feed_waits),
+            ("feed waits never resolved", len(self.feed_lost)),
+            ("feed waits with a wrong verdict", self.feed_wrong),
             ("wall time (s)", f"{self.seconds:.1f}"),
         ]
         return "\n".join(f"| {name:<36} | {value:>8} |" for name, value in rows)
@@ -103,6 +110,11 @@ def run_campaign(emulator: Any, cycles: int, *, fault_rate: float = 0.3, seed: i
     # Retry budget for a 30 % fault rate: P(9 faults in a row) = 2e-5 per request.
     hook._settings = dataclasses.replace(hook.settings, max_retries=8, timeout=10.0)
     hook._sleep = lambda seconds: time.sleep(min(seconds, 1.0) / 50)  # type: ignore[method-assign]
+
+    async def shortened(seconds: float) -> None:
+        await asyncio.sleep(min(seconds, 1.0) / 50)
+
+    hook._asleep = shortened  # type: ignore[method-assign]
     control(
         base_url,
         "POST",
@@ -130,11 +142,48 @@ def run_campaign(emulator: Any, cycles: int, *, fault_rate: float = 0.3, seed: i
             result.sessions_followed += 1
             if verdict != expected:
                 result.wrong_verdicts.append((cycle, expected, verdict))
+        audit(base_url, result, sensed)  # before the feed's waits add a second manual run to each
+        feed_campaign(hook, base_url, list(sensed), result)
     finally:
         control(base_url, "DELETE", "faults")
     result.seconds = time.monotonic() - started
-    audit(base_url, result, sensed)
+    result.requests = control(base_url, "GET", "requests").get("total", 0)
+    result.faults_injected = control(base_url, "GET", "requests").get("faults", 0)
     return result
+
+
+def feed_campaign(hook: ManagedAgentsHook, base_url: str, markers: list[str], result: CampaignResult) -> None:
+    """Deferred waits on every cycle's deployment, all through one runs feed, under the same
+    faults: each must resolve with exactly the run a wait polling alone would pick."""
+    from airflow_provider_managed_agents.triggers.runs_feed import runs_feed
+
+    world = control(base_url, "GET", "state")
+    deployment_ids = [d["id"] for d in world["deployments"] if d["metadata"].get(MARKER, "") in set(markers)]
+    since = pendulum.now("UTC")
+    waits = [
+        RunWait(deployment_id=d, trigger_type="manual", created_after=since, poll_interval=0.1) for d in deployment_ids
+    ]
+
+    async def scenario() -> list[Any]:
+        feed = runs_feed(hook.managed_agents_conn_id)
+        feed.hook = hook  # the campaign's hook: its retry budget and shortened sleeps
+        pending = [
+            asyncio.create_task(feed.wait_for(w, deadline=pendulum.now("UTC").add(minutes=5), timeout=300))
+            for w in waits
+        ]
+        for deployment_id in deployment_ids:
+            await asyncio.to_thread(hook.run_deployment, deployment_id)
+        return list(await asyncio.gather(*pending))
+
+    verdicts = asyncio.run(scenario())
+    result.feed_waits = len(waits)
+    for wait, verdict in zip(waits, verdicts, strict=True):
+        if verdict.status != "success" or verdict.run is None:
+            result.feed_lost.append(f"{verdict.status}: {verdict.reason}")
+            continue
+        alone = look(wait, hook, LookState(), pendulum.now("UTC"), final=True)
+        if alone.run is None or alone.run.id != verdict.run.id:
+            result.feed_wrong += 1
 
 
 # (the session's script, the verdict the run operator must reach: "success" or the error class)

@@ -1,0 +1,391 @@
+"""One runs feed per event loop and connection: N deferred waits cost O(1) requests per poll.
+
+Every deferred wait for "the next run of deployment D" used to ask the API itself, once per poll
+interval: at 1,000 waits polling every 5 s, 200 requests a second from one triggerer against an
+organisation limit of 600 a minute. The runs list answers for every deployment at once, so all
+waits on one connection share one query per poll:
+
+- one poll loop asks for the runs created since its watermark (all deployments, every page) and
+  hands each run to the waits on its deployment; waits register and unregister as triggers start
+  and stop, and the loop stops when the last one leaves;
+- a wait registered with a reference time older than what the feed has already read is caught up
+  by the next poll, which then starts from that time: a run that fired while a trigger was
+  starting, or while the triggerer was down, is delivered like any other;
+- a wait is judged only on complete information: by the same :class:`RunWait` decision as a
+  poking sensor, over every run of its deployment created since its reference time, after a poll
+  that covered all of them (every page, with an overlap for records that become visible late);
+- the deployment state fail-fast needs (paused, archived, next fire) comes from the deployments
+  list, 100 a page, at most once a minute (or from single reads when they are fewer);
+- the feed polls at the shortest interval any live wait needs, and just after each listed fire
+  of a scheduled deployment someone waits on;
+- a transient error (429, 5xx, connection) is transient for every wait: the next cycle tries
+  again; an error no retry fixes fails the waits it concerns with its own class, as each of them
+  would have met it polling alone (a deployment's 404 its waits, a refused key every wait).
+
+The event-driven watchers (:mod:`airflow_provider_managed_agents.triggers.deployment_run_events`)
+subscribe to the same feed for every new run of their deployment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from airflow_provider_managed_agents.waiting import clock
+from airflow_provider_managed_agents.waiting.runs import DEPLOYMENT_RECHECK, RUNS_PAGE_SIZE, LookState, RunWait, Verdict
+
+if TYPE_CHECKING:
+    from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
+    from airflow_provider_managed_agents.models.deployments import DeploymentState
+    from airflow_provider_managed_agents.models.runs import DeploymentRun
+
+log = logging.getLogger(__name__)
+
+# A run record can become visible a moment after a newer one: every poll re-reads this far back
+# (seconds, not minutes: the overlap is re-read on every poll, and at 1,000 fires a minute a
+# minute of overlap would double the pages) before its watermark, de-duplicated by id.
+VISIBILITY_OVERLAP = timedelta(seconds=10)
+# The feed's own pace when no wait says otherwise (an idle subscriber list never polls).
+DEFAULT_POLL_SECONDS = 60.0
+DEPLOYMENTS_PAGE = 100
+
+
+@dataclass(eq=False)
+class _Wait:
+    """One registered wait: its question, the runs of its deployment seen so far, how far the
+    feed's reads cover it, its deadline and its verdict."""
+
+    wait: RunWait
+    future: asyncio.Future[Verdict]
+    deadline: datetime | None = None
+    timeout: float = 0.0
+    covered_until: datetime | None = None  # every run created before this has been read for it
+    runs: dict[str, DeploymentRun] = field(default_factory=dict)
+    skips_logged: set[str] = field(default_factory=set)
+
+    @property
+    def live(self) -> bool:
+        return not self.future.done()
+
+
+@dataclass(eq=False)
+class _Stream:
+    """An event-driven subscriber: every run of a deployment created at or after ``since``,
+    each delivered once (the subscriber keeps its own exact watermark)."""
+
+    deployment_id: str
+    since: datetime
+    deliver: Callable[[DeploymentRun], None]
+    poll_interval: float
+    seen: dict[str, datetime] = field(default_factory=dict)
+
+
+class RunsFeed:
+    """The runs feed of one connection on one event loop (see the module docstring)."""
+
+    def __init__(self, hook: ManagedAgentsHook) -> None:
+        self.hook = hook
+        self.waits: set[_Wait] = set()
+        self.streams: set[_Stream] = set()
+        self.by_deployment: dict[str, set[_Wait]] = {}
+        self.deployments: dict[str, DeploymentState] = {}
+        self.deployments_read_at: datetime | None = None
+        self.deployment_pages = 1
+        self.watermark: datetime | None = None  # the newest created_at read so far
+        self.read_from: datetime | None = None  # where the next runs read must start at the latest
+        self.seen: dict[str, datetime] = {}  # run ids read within the overlap window
+        self.runs_read_at: datetime | None = None
+        self.next_cycle: datetime | None = None
+        self.runs_reads = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- registering --------------------------------------------------------------------------
+
+    async def wait_for(
+        self,
+        wait: RunWait,
+        *,
+        deadline: datetime | None = None,
+        timeout: float = 0.0,
+        not_before: datetime | None = None,
+        state: LookState | None = None,
+    ) -> Verdict:
+        """The verdict of ``wait`` (a deployment wait) from the feed's reads, the first of them
+        not before ``not_before``; at ``deadline``, after a last full read (as a poking sensor's
+        last look), its timeout. ``state`` is what the deferring sensor read (its deployment,
+        and how far its runs query went): the feed carries on from there. Cancelling the caller
+        unregisters the wait cleanly."""
+        assert wait.deployment_id is not None and wait.created_after is not None
+        entry = _Wait(wait, asyncio.get_running_loop().create_future(), deadline, timeout)
+        if state is not None and state.runs_read_at is not None:
+            entry.covered_until = state.runs_read_at
+            self._catch_up(state.runs_read_at - VISIBILITY_OVERLAP)
+        else:
+            self._catch_up(wait.created_after)
+        if state is not None and state.deployment is not None and wait.deployment_id not in self.deployments:
+            self.deployments[wait.deployment_id] = state.deployment
+            if self.deployments_read_at is None and state.deployment_read_at is not None:
+                self.deployments_read_at = state.deployment_read_at
+        self.waits.add(entry)
+        self.by_deployment.setdefault(wait.deployment_id, set()).add(entry)
+        start = not_before or clock.now()
+        self._schedule(min(start, deadline) if deadline is not None else start)
+        try:
+            return await entry.future
+        finally:
+            self.waits.discard(entry)
+            peers = self.by_deployment.get(wait.deployment_id)
+            if peers is not None:
+                peers.discard(entry)
+                if not peers:
+                    del self.by_deployment[wait.deployment_id]
+
+    def subscribe(
+        self, deployment_id: str, since: datetime, deliver: Callable[[DeploymentRun], None], poll_interval: float
+    ) -> _Stream:
+        """Every run of ``deployment_id`` created at or after ``since``, each passed once to
+        ``deliver`` (in creation order), read at least every ``poll_interval`` seconds, until
+        :meth:`unsubscribe`."""
+        stream = _Stream(deployment_id, since, deliver, poll_interval)
+        self.streams.add(stream)
+        self._catch_up(since)
+        self._schedule(clock.now())
+        return stream
+
+    def unsubscribe(self, stream: _Stream) -> None:
+        self.streams.discard(stream)
+
+    def _catch_up(self, since: datetime) -> None:
+        if self.read_from is None or since < self.read_from:
+            self.read_from = since
+
+    def _schedule(self, at: datetime) -> None:
+        if self.next_cycle is None or at < self.next_cycle:
+            self.next_cycle = at
+            self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="managed-agents-runs-feed")
+
+    # --- the loop --------------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while self.waits or self.streams:
+            now = clock.now()
+            due = self.next_cycle or now
+            if due > now:
+                self._wake.clear()
+                await self._sleep_or_wake((due - now).total_seconds())
+                continue
+            self.next_cycle = None
+            final = any(e.live and e.deadline is not None and now >= e.deadline for e in self.waits)
+            try:
+                await self._cycle(now, final)
+            except Exception as exc:  # transient for every wait: look again one poll interval later
+                log.warning("The runs feed could not read (%s); trying again later", exc)
+                self._time_out(now)
+                self._schedule(self._after_a_failure(now))
+                continue
+            self._time_out(now)
+            self._schedule(self._next_cycle_time())
+
+    async def _sleep_or_wake(self, seconds: float) -> None:
+        """Sleep (on the provider's clock) until the next cycle is due, or until a new wait asks
+        for an earlier one."""
+        sleeper = asyncio.ensure_future(clock.asleep(seconds))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, waker):
+                task.cancel()
+            await asyncio.gather(sleeper, waker, return_exceptions=True)
+
+    async def _cycle(self, now: datetime, final: bool) -> None:
+        """Read what is due, runs first (a run that answers spares the deployment read); at a
+        wait's deadline, everything."""
+        if final or self._runs_due(now):
+            await self._definite_errors_fail(self._read_runs(now), self.waits)
+            self._judge(now, with_deployments=False)
+        if any(w.live for w in self.waits) and (final or self._deployments_due(now)):
+            await self._read_deployments(now)
+        self._judge(now, with_deployments=True)
+
+    async def _definite_errors_fail(self, read: Awaitable[None], waits: Iterable[_Wait]) -> None:
+        """Run ``read``; an error no retry fixes fails ``waits`` with it (transient ones are
+        raised on, for the next cycle to try again)."""
+        from airflow_provider_managed_agents.exceptions import ManagedAgentsError
+        from airflow_provider_managed_agents.hooks.wire import is_transient
+
+        try:
+            await read
+        except ManagedAgentsError as exc:
+            if is_transient(exc):
+                raise
+            for entry in list(waits):
+                if entry.live:
+                    entry.future.set_result(Verdict("failed", error=exc, reason=str(exc)))
+
+    def _runs_due(self, now: datetime) -> bool:
+        last = self.runs_read_at
+        for stream in self.streams:
+            if last is None or now >= last + timedelta(seconds=stream.poll_interval):
+                return True
+        for entry in self.waits:
+            if not entry.live:
+                continue
+            if entry.covered_until is None:
+                return True
+            deployment = self.deployments.get(entry.wait.deployment_id or "")
+            if deployment is None or now >= entry.wait.next_runs_look(deployment, entry.covered_until):
+                return True
+        return False
+
+    def _deployments_due(self, now: datetime) -> bool:
+        if set(self.by_deployment) - set(self.deployments):
+            return True
+        return self.deployments_read_at is None or now - self.deployments_read_at >= DEPLOYMENT_RECHECK
+
+    async def _read_runs(self, now: datetime) -> None:
+        """Every run created since the watermark (less the overlap) or the oldest catch-up, all
+        deployments, every page: each wait on its deployment gets it."""
+        lower = self.read_from or now
+        if self.watermark is not None:
+            lower = min(lower, self.watermark - VISIBILITY_OVERLAP)
+        covered = list(self.waits)
+        listed: list[DeploymentRun] = []
+        fresh: list[DeploymentRun] = []
+        async for run in self.hook.alist_deployment_runs(created_at_gte=lower, limit=RUNS_PAGE_SIZE):
+            listed.append(run)
+            if run.id not in self.seen:
+                self.seen[run.id] = run.created_at
+                fresh.append(run)
+        self.runs_reads += 1
+        self.read_from = None
+        self.runs_read_at = now
+        newest = max((r.created_at for r in fresh), default=None)
+        if newest is not None and (self.watermark is None or newest > self.watermark):
+            self.watermark = newest
+        if self.watermark is None:
+            self.watermark = lower
+        horizon = self.watermark - VISIBILITY_OVERLAP
+        self.seen = {i: t for i, t in self.seen.items() if t >= horizon}
+        fresh.sort(key=lambda r: (r.created_at, r.id))
+        # Every run read goes to the waits on its deployment, not only the new ones: a wait that
+        # registered since the last read is caught up on what the others already had.
+        for run in listed:
+            for entry in self.by_deployment.get(run.deployment_id, ()):
+                entry.runs[run.id] = run
+        for entry in covered:
+            entry.covered_until = now
+        self._deliver(fresh, horizon)
+
+    def _deliver(self, fresh: list[DeploymentRun], horizon: datetime) -> None:
+        for stream in list(self.streams):
+            for run in fresh:
+                if run.deployment_id != stream.deployment_id or run.created_at < stream.since:
+                    continue
+                if run.id not in stream.seen:
+                    stream.seen[run.id] = run.created_at
+                    stream.deliver(run)
+            stream.seen = {i: t for i, t in stream.seen.items() if t >= horizon}
+
+    async def _read_deployments(self, now: datetime) -> None:
+        """The waited deployments' state: the deployments list (100 a page, archived ones too)
+        when that takes fewer requests than reading each one."""
+        wanted = set(self.by_deployment)
+        if not wanted:
+            return
+        if len(wanted) <= self.deployment_pages:
+            for deployment_id in sorted(wanted):
+                await self._definite_errors_fail(
+                    self._read_one(deployment_id), self.by_deployment.get(deployment_id, ())
+                )
+        else:
+            await self._definite_errors_fail(self._read_list(wanted), self.waits)
+        self.deployments_read_at = now
+
+    async def _read_one(self, deployment_id: str) -> None:
+        from airflow_provider_managed_agents.models.deployments import DeploymentState
+
+        self.deployments[deployment_id] = DeploymentState.of(await self.hook.aget_deployment(deployment_id))
+
+    async def _read_list(self, wanted: set[str]) -> None:
+        from airflow_provider_managed_agents.models.deployments import DeploymentState
+
+        count = 0
+        async for deployment in self.hook.alist_deployments(include_archived=True, limit=DEPLOYMENTS_PAGE):
+            count += 1
+            if deployment.id in wanted:
+                self.deployments[deployment.id] = DeploymentState.of(deployment)
+        self.deployment_pages = max(-(-count // DEPLOYMENTS_PAGE), 1)
+
+    def _judge(self, now: datetime, *, with_deployments: bool) -> None:
+        """Every covered wait, by the same decision a poking sensor makes."""
+        for entry in list(self.waits):
+            if entry.covered_until is None or not entry.live:
+                continue
+            verdict = entry.wait.on_runs(list(entry.runs.values()))
+            for run in verdict.skipped if verdict is not None else ():
+                if run.id not in entry.skips_logged:
+                    entry.skips_logged.add(run.id)
+                    log.info("Waiting through run %s: %s", run.id, run.error.type if run.error else "")
+            if verdict is not None and verdict.done:
+                entry.future.set_result(verdict)
+                continue
+            deployment = self.deployments.get(entry.wait.deployment_id or "")
+            if with_deployments and deployment is not None:
+                judged = entry.wait.on_deployment(deployment, self._state(entry, deployment), now)
+                if judged.done:
+                    entry.future.set_result(judged)
+
+    def _time_out(self, now: datetime) -> None:
+        for entry in self.waits:
+            if entry.live and entry.deadline is not None and now >= entry.deadline:
+                entry.future.set_result(entry.wait.timed_out(entry.timeout))
+
+    def _state(self, entry: _Wait, deployment: DeploymentState) -> LookState:
+        return LookState(deployment, self.deployments_read_at, entry.covered_until)
+
+    def _next_cycle_time(self) -> datetime:
+        """The earliest moment any live wait (or stream) needs the runs, the deployments or its
+        deadline."""
+        now = clock.now()
+        moments = [now + timedelta(seconds=DEFAULT_POLL_SECONDS)]
+        for entry in self.waits:
+            if not entry.live:
+                continue
+            deployment = self.deployments.get(entry.wait.deployment_id or "")
+            if entry.covered_until is None or deployment is None:
+                return now
+            moments.append(entry.wait.next_look_at(deployment, self._state(entry, deployment), now))
+            if entry.deadline is not None:
+                moments.append(entry.deadline)
+        last = self.runs_read_at or now
+        moments.extend(last + timedelta(seconds=s.poll_interval) for s in self.streams)
+        return max(min(moments), now)
+
+    def _after_a_failure(self, now: datetime) -> datetime:
+        intervals = [w.wait.poll_interval for w in self.waits if w.live] + [s.poll_interval for s in self.streams]
+        retry_at = now + timedelta(seconds=min(intervals, default=DEFAULT_POLL_SECONDS))
+        deadlines = [w.deadline for w in self.waits if w.live and w.deadline is not None]
+        return min([retry_at, *deadlines])
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+def runs_feed(conn_id: str) -> RunsFeed:
+    """This event loop's runs feed for ``conn_id``."""
+    from airflow_provider_managed_agents.hooks.loop_pool import loop_pool
+    from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
+
+    def make() -> RunsFeed:
+        return RunsFeed(ManagedAgentsHook(managed_agents_conn_id=conn_id))
+
+    return loop_pool().shared(("runs-feed", conn_id), make)
