@@ -75,6 +75,8 @@ Control endpoints (JSON, no auth), off the API's path space:
                                                      (ending: a stop reason, also an unknown one, or
                                                      ``terminated``)
 ``POST /_emulator/sessions/next_script``              the same, for the next session of any deployment
+``POST /_emulator/sessions/default_script``           the same, for every later session of a deployment
+                                                     without a script of its own
 ``POST /_emulator/faults``                            ``{"rate", "kinds", "endpoints", "retry_after",
                                                      "latency_ms", "count", "seed"}``; kinds: 429, 529,
                                                      500, 503, latency, drop, commit_then_drop;

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import signal
 import socket
 import sys
@@ -33,7 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     # Accepted connections inherit this: without it, Nagle plus delayed ACKs add ~40 ms a request.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((args.host, args.port))
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as exc:  # in use, or not an address of this machine: one line, not a traceback
+        sock.close()
+        hint = " (another process has it; --port 0 picks a free one)" if exc.errno == errno.EADDRINUSE else ""
+        print(f"emulator: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}{hint}", file=sys.stderr)
+        return 2
     host, port = sock.getsockname()[:2]
     print(emulator.world.describe(), flush=True)
     config = uvicorn.Config(

@@ -368,6 +368,9 @@ class Emulator:
     async def c_next_session_script(self, request: Request) -> Any:
         return self.world.set_session_script(None, await self._body(request))
 
+    async def c_default_session_script(self, request: Request) -> Any:
+        return self.world.set_session_script(None, await self._body(request), default=True)
+
     async def c_seed_runs(self, request: Request) -> Any:
         count = int((await self._body(request)).get("count", 1))
         return {"runs": self.world.seed_runs(request.path_params["deployment_id"], count)}
@@ -492,6 +495,7 @@ class Emulator:
             ("POST", f"{c}/deployments/{{deployment_id}}/seed_runs", self.c_seed_runs),
             ("POST", f"{c}/deployments/{{deployment_id}}/session_script", self.c_session_script),
             ("POST", f"{c}/sessions/next_script", self.c_next_session_script),
+            ("POST", f"{c}/sessions/default_script", self.c_default_session_script),
             ("POST", f"{c}/agents/{{ident}}/versions", self.c_new_version),
             ("POST", f"{c}/{{kind}}", self.c_add),
             ("POST", f"{c}/{{kind}}/{{ident}}/archive", self.c_archive),

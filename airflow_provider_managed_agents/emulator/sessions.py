@@ -111,13 +111,14 @@ class Sessions:
         self.by_id: dict[str, dict[str, Any]] = {}
         self.scripts: dict[str, SessionScript] = {}  # per deployment
         self.next_scripts: list[SessionScript] = []  # for the next sessions, any deployment
+        self.default_script = SessionScript()  # for deployments without a script of their own
 
     # --- creating and playing ------------------------------------------------------------
 
     def script_for(self, deployment_id: str) -> SessionScript:
         if self.next_scripts:
             return self.next_scripts.pop(0)
-        return self.scripts.get(deployment_id) or SessionScript()
+        return self.scripts.get(deployment_id) or self.default_script
 
     def create(self, session_id: str, deployment: dict[str, Any], run_id: str, now: datetime) -> dict[str, Any]:
         script = self.script_for(deployment["id"])

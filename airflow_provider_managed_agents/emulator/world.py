@@ -627,10 +627,15 @@ class World:
         del self.sessions.by_id[session_id]
         return {"id": session_id, "type": "session_deleted"}
 
-    def set_session_script(self, deployment_id: str | None, body: dict[str, Any]) -> dict[str, Any]:
-        """The script of every later session of a deployment, or (no deployment) of the next one."""
+    def set_session_script(
+        self, deployment_id: str | None, body: dict[str, Any], *, default: bool = False
+    ) -> dict[str, Any]:
+        """The script of every later session of a deployment, or (no deployment) of the next one,
+        or (``default``) of every later session of a deployment without a script of its own."""
         script = SessionScript.from_json(body)
-        if deployment_id is None:
+        if default:
+            self.sessions.default_script = script
+        elif deployment_id is None:
             self.sessions.next_scripts.append(script)
         else:
             self.deployment(deployment_id)

@@ -115,8 +115,11 @@ class ManagedAgentsBaseOperator(BaseOperator):
         context["ti"].xcom_push(key="deployment_url", value=self.deployment_url)
 
     def _publish_deployment(self, context: Context, deployment: Deployment) -> str:
+        from airflow_provider_managed_agents.assets import announce
+
         context["ti"].xcom_push(key="deployment", value=deployment.model_dump(mode="json"))
         self._link_to(context, deployment.id)
+        announce(context, self.outlets, deployment_id=deployment.id)
         return deployment.id
 
     def _log_deployment(self, verb: str, deployment: Deployment) -> None:
@@ -564,7 +567,7 @@ class ManagedAgentsRunDeploymentOperator(SessionFollower, ManagedAgentsBaseOpera
                     deadline,
                     self.timeout,
                     stop_on_kill=True,
-                    carry={"run_id": run.id},
+                    carry={"run_id": run.id, "deployment_id": run.deployment_id, "session_id": run.session_id},
                     just_started=True,
                 ),
                 method_name="execute_complete",
@@ -575,10 +578,15 @@ class ManagedAgentsRunDeploymentOperator(SessionFollower, ManagedAgentsBaseOpera
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Back from the triggerer with the session's end."""
+        from airflow_provider_managed_agents.assets import announce
         from airflow_provider_managed_agents.operators.run_journal import RunJournal
         from airflow_provider_managed_agents.waiting.sessions import verdict_from_event
 
-        run_id = str(event["carry"]["run_id"])
+        carry = event["carry"]
+        run_id = str(carry["run_id"])
+        # Asset events set before deferring are gone: the resumed task announces again.
+        ids = {"deployment_id": carry.get("deployment_id"), "session_id": carry.get("session_id")}
+        announce(context, self.outlets, deployment_run_id=run_id, **ids)
         return self._session_ended(context, RunJournal.for_task(context), run_id, verdict_from_event(event))
 
     def _session_ended(self, context: Context, journal: RunJournal, run_id: str, verdict: Any) -> str:
@@ -655,10 +663,15 @@ class ManagedAgentsRunDeploymentOperator(SessionFollower, ManagedAgentsBaseOpera
         return RunAttempt(deployment_id, try_number, format_timestamp(clock.now() - RUN_CLOCK_ALLOWANCE))
 
     def _publish_run(self, context: Context, run: DeploymentRun) -> None:
+        from airflow_provider_managed_agents.assets import announce
+
         ti = context["ti"]
         ti.xcom_push(key="deployment_run", value=run.model_dump(mode="json"))
         ti.xcom_push(key="session_id", value=run.session_id)
         self._link_to(context, run.deployment_id)
+        announce(
+            context, self.outlets, deployment_id=run.deployment_id, deployment_run_id=run.id, session_id=run.session_id
+        )
 
 
 def longest_send(hook: ManagedAgentsHook) -> Any:

@@ -36,7 +36,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from airflow_provider_managed_agents.waiting import clock
-from airflow_provider_managed_agents.waiting.runs import DEPLOYMENT_RECHECK, RUNS_PAGE_SIZE, LookState, RunWait, Verdict
+from airflow_provider_managed_agents.waiting.runs import (
+    DEPLOYMENT_RECHECK,
+    RUNS_PAGE_SIZE,
+    LookState,
+    RunWait,
+    TriggerTypeFilter,
+    Verdict,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
@@ -65,23 +72,44 @@ class _Wait:
     timeout: float = 0.0
     covered_until: datetime | None = None  # every run created before this has been read for it
     runs: dict[str, DeploymentRun] = field(default_factory=dict)
+    runs_judged: int = -1  # how many of them the last verdict on runs saw
+    next_look: datetime | None = None  # from the last verdict on the deployment
     skips_logged: set[str] = field(default_factory=set)
+
+    def pace_key(self) -> tuple[object, ...]:
+        """Waits with equal keys look next at the same moment: judged once per cycle."""
+        w = self.wait
+        return (w.deployment_id, w.trigger_type, w.poll_interval, self.covered_until)
 
     @property
     def live(self) -> bool:
         return not self.future.done()
 
 
+@dataclass(frozen=True)
+class RunsRead:
+    """Told to every subscriber after each runs read, after the runs it delivered: the feed has
+    read every run created since ``covered_from`` (read number ``seq``)."""
+
+    seq: int
+    covered_from: datetime
+
+
 @dataclass(eq=False)
 class _Stream:
-    """An event-driven subscriber: every run of a deployment created at or after ``since``,
-    each delivered once (the subscriber keeps its own exact watermark)."""
+    """An event-driven subscriber: every run of a deployment created at or after ``since``, each
+    delivered once (the subscriber keeps its own exact record), each read followed by a
+    :class:`RunsRead`. ``wait`` paces it like a wait for the same runs (schedule-aware)."""
 
-    deployment_id: str
+    wait: RunWait
+    deliver: Callable[[DeploymentRun | RunsRead], None]
     since: datetime
-    deliver: Callable[[DeploymentRun], None]
-    poll_interval: float
+    catch_up_from: datetime | None = None  # a rewind the next read must cover
     seen: dict[str, datetime] = field(default_factory=dict)
+
+    @property
+    def deployment_id(self) -> str:
+        return self.wait.deployment_id or ""
 
 
 class RunsFeed:
@@ -146,16 +174,36 @@ class RunsFeed:
                     del self.by_deployment[wait.deployment_id]
 
     def subscribe(
-        self, deployment_id: str, since: datetime, deliver: Callable[[DeploymentRun], None], poll_interval: float
+        self,
+        deployment_id: str,
+        since: datetime,
+        deliver: Callable[[DeploymentRun | RunsRead], None],
+        poll_interval: float,
+        trigger_type: TriggerTypeFilter = None,
     ) -> _Stream:
         """Every run of ``deployment_id`` created at or after ``since``, each passed once to
-        ``deliver`` (in creation order), read at least every ``poll_interval`` seconds, until
-        :meth:`unsubscribe`."""
-        stream = _Stream(deployment_id, since, deliver, poll_interval)
+        ``deliver`` in creation order, then a :class:`RunsRead`, until :meth:`unsubscribe`.
+        Read every ``poll_interval`` seconds, or, for ``trigger_type="schedule"``, just after
+        each listed fire."""
+        wait = RunWait(
+            deployment_id=deployment_id, trigger_type=trigger_type, created_after=since, poll_interval=poll_interval
+        )
+        stream = _Stream(wait, deliver, since, catch_up_from=since)
         self.streams.add(stream)
         self._catch_up(since)
         self._schedule(clock.now())
         return stream
+
+    def rewind(self, stream: _Stream, since: datetime) -> int:
+        """Deliver again every run created since ``since`` (a new member of a shared stream
+        catching up); returns the number of the last read so far: the first :class:`RunsRead`
+        with a higher ``seq`` and ``covered_from <= since`` follows the runs asked for."""
+        stream.since = min(stream.since, since)
+        stream.catch_up_from = min(stream.catch_up_from or since, since)
+        stream.seen.clear()
+        self._catch_up(since)
+        self._schedule(clock.now())
+        return self.runs_reads
 
     def unsubscribe(self, stream: _Stream) -> None:
         self.streams.discard(stream)
@@ -186,7 +234,7 @@ class RunsFeed:
             try:
                 await self._cycle(now, final)
             except Exception as exc:  # transient for every wait: look again one poll interval later
-                log.warning("The runs feed could not read (%s); trying again later", exc)
+                log.warning("The runs feed could not read (%s); trying again one poll interval later", exc)
                 self._time_out(now)
                 self._schedule(self._after_a_failure(now))
                 continue
@@ -211,7 +259,8 @@ class RunsFeed:
         if final or self._runs_due(now):
             await self._definite_errors_fail(self._read_runs(now), self.waits)
             self._judge(now, with_deployments=False)
-        if any(w.live for w in self.waits) and (final or self._deployments_due(now)):
+        watching = any(w.live for w in self.waits) or bool(self._watched_deployments())
+        if watching and (final or self._deployments_due(now)):
             await self._read_deployments(now)
         self._judge(now, with_deployments=True)
 
@@ -229,24 +278,43 @@ class RunsFeed:
             for entry in list(waits):
                 if entry.live:
                     entry.future.set_result(Verdict("failed", error=exc, reason=str(exc)))
+            if self.streams:  # watchers never give up: they try again a poll interval later
+                raise
 
     def _runs_due(self, now: datetime) -> bool:
         last = self.runs_read_at
         for stream in self.streams:
-            if last is None or now >= last + timedelta(seconds=stream.poll_interval):
+            if last is None or stream.catch_up_from is not None:
                 return True
+            deployment = self.deployments.get(stream.deployment_id)
+            if deployment is None:
+                if now >= last + timedelta(seconds=stream.wait.poll_interval):
+                    return True
+            elif now >= stream.wait.next_runs_look(deployment, last):
+                return True
+        looked: set[tuple[object, ...]] = set()
         for entry in self.waits:
             if not entry.live:
                 continue
             if entry.covered_until is None:
                 return True
+            key = entry.pace_key()
+            if key in looked:
+                continue
+            looked.add(key)
             deployment = self.deployments.get(entry.wait.deployment_id or "")
             if deployment is None or now >= entry.wait.next_runs_look(deployment, entry.covered_until):
                 return True
         return False
 
+    def _watched_deployments(self) -> set[str]:
+        """The deployments whose state someone needs: every wait's (fail-fast, schedule) and
+        every stream's that may await a scheduled run (schedule-aware pace)."""
+        paced = {s.deployment_id for s in self.streams if s.wait.trigger_type != "manual"}
+        return set(self.by_deployment) | paced
+
     def _deployments_due(self, now: datetime) -> bool:
-        if set(self.by_deployment) - set(self.deployments):
+        if self._watched_deployments() - set(self.deployments):
             return True
         return self.deployments_read_at is None or now - self.deployments_read_at >= DEPLOYMENT_RECHECK
 
@@ -256,7 +324,10 @@ class RunsFeed:
         lower = self.read_from or now
         if self.watermark is not None:
             lower = min(lower, self.watermark - VISIBILITY_OVERLAP)
+        # Consumed now: a wait or rewind arriving during this read asks the next one.
+        self.read_from = None
         covered = list(self.waits)
+        rewound = [s for s in self.streams if s.catch_up_from is not None and lower <= s.catch_up_from]
         listed: list[DeploymentRun] = []
         fresh: list[DeploymentRun] = []
         async for run in self.hook.alist_deployment_runs(created_at_gte=lower, limit=RUNS_PAGE_SIZE):
@@ -265,7 +336,6 @@ class RunsFeed:
                 self.seen[run.id] = run.created_at
                 fresh.append(run)
         self.runs_reads += 1
-        self.read_from = None
         self.runs_read_at = now
         newest = max((r.created_at for r in fresh), default=None)
         if newest is not None and (self.watermark is None or newest > self.watermark):
@@ -274,7 +344,6 @@ class RunsFeed:
             self.watermark = lower
         horizon = self.watermark - VISIBILITY_OVERLAP
         self.seen = {i: t for i, t in self.seen.items() if t >= horizon}
-        fresh.sort(key=lambda r: (r.created_at, r.id))
         # Every run read goes to the waits on its deployment, not only the new ones: a wait that
         # registered since the last read is caught up on what the others already had.
         for run in listed:
@@ -282,22 +351,29 @@ class RunsFeed:
                 entry.runs[run.id] = run
         for entry in covered:
             entry.covered_until = now
-        self._deliver(fresh, horizon)
+        for stream in rewound:
+            stream.catch_up_from = None
+        self._deliver(listed, RunsRead(self.runs_reads, lower), horizon)
 
-    def _deliver(self, fresh: list[DeploymentRun], horizon: datetime) -> None:
+    def _deliver(self, listed: list[DeploymentRun], read: RunsRead, horizon: datetime) -> None:
+        """Each stream's runs it has not had yet, oldest first, then the read's end."""
+        in_order = sorted(listed, key=lambda r: (r.created_at, r.id))
         for stream in list(self.streams):
-            for run in fresh:
+            for run in in_order:
                 if run.deployment_id != stream.deployment_id or run.created_at < stream.since:
                     continue
                 if run.id not in stream.seen:
                     stream.seen[run.id] = run.created_at
                     stream.deliver(run)
-            stream.seen = {i: t for i, t in stream.seen.items() if t >= horizon}
+            stream.deliver(read)
+            if stream.catch_up_from is None:
+                stream.since = max(stream.since, horizon)
+            stream.seen = {i: t for i, t in stream.seen.items() if t >= stream.since}
 
     async def _read_deployments(self, now: datetime) -> None:
         """The waited deployments' state: the deployments list (100 a page, archived ones too)
         when that takes fewer requests than reading each one."""
-        wanted = set(self.by_deployment)
+        wanted = self._watched_deployments()
         if not wanted:
             return
         if len(wanted) <= self.deployment_pages:
@@ -325,23 +401,32 @@ class RunsFeed:
         self.deployment_pages = max(-(-count // DEPLOYMENTS_PAGE), 1)
 
     def _judge(self, now: datetime, *, with_deployments: bool) -> None:
-        """Every covered wait, by the same decision a poking sensor makes."""
+        """Every covered wait, by the same decision a poking sensor makes: on its runs when
+        new ones came, on its deployment's state (once per deployment and pace)."""
+        by_pace: dict[tuple[object, ...], Verdict] = {}
         for entry in list(self.waits):
             if entry.covered_until is None or not entry.live:
                 continue
-            verdict = entry.wait.on_runs(list(entry.runs.values()))
-            for run in verdict.skipped if verdict is not None else ():
-                if run.id not in entry.skips_logged:
-                    entry.skips_logged.add(run.id)
-                    log.info("Waiting through run %s: %s", run.id, run.error.type if run.error else "")
-            if verdict is not None and verdict.done:
-                entry.future.set_result(verdict)
-                continue
+            if len(entry.runs) != entry.runs_judged:
+                entry.runs_judged = len(entry.runs)
+                verdict = entry.wait.on_runs(list(entry.runs.values()))
+                for run in verdict.skipped if verdict is not None else ():
+                    if run.id not in entry.skips_logged:
+                        entry.skips_logged.add(run.id)
+                        log.info("Waiting through run %s: %s", run.id, run.error.type if run.error else "")
+                if verdict is not None and verdict.done:
+                    entry.future.set_result(verdict)
+                    continue
             deployment = self.deployments.get(entry.wait.deployment_id or "")
             if with_deployments and deployment is not None:
-                judged = entry.wait.on_deployment(deployment, self._state(entry, deployment), now)
+                key = entry.pace_key()
+                judged = by_pace.get(key)
+                if judged is None:
+                    judged = by_pace[key] = entry.wait.on_deployment(deployment, self._state(entry, deployment), now)
                 if judged.done:
                     entry.future.set_result(judged)
+                else:
+                    entry.next_look = judged.next_look_at
 
     def _time_out(self, now: datetime) -> None:
         for entry in self.waits:
@@ -359,18 +444,25 @@ class RunsFeed:
         for entry in self.waits:
             if not entry.live:
                 continue
-            deployment = self.deployments.get(entry.wait.deployment_id or "")
-            if entry.covered_until is None or deployment is None:
+            if entry.covered_until is None or entry.next_look is None:
                 return now
-            moments.append(entry.wait.next_look_at(deployment, self._state(entry, deployment), now))
+            moments.append(entry.next_look)
             if entry.deadline is not None:
                 moments.append(entry.deadline)
         last = self.runs_read_at or now
-        moments.extend(last + timedelta(seconds=s.poll_interval) for s in self.streams)
+        for stream in self.streams:
+            deployment = self.deployments.get(stream.deployment_id)
+            if stream.catch_up_from is not None:
+                return now
+            if deployment is None:
+                moments.append(last + timedelta(seconds=stream.wait.poll_interval))
+            else:
+                state = LookState(deployment, self.deployments_read_at, last)
+                moments.append(stream.wait.next_look_at(deployment, state, now))
         return max(min(moments), now)
 
     def _after_a_failure(self, now: datetime) -> datetime:
-        intervals = [w.wait.poll_interval for w in self.waits if w.live] + [s.poll_interval for s in self.streams]
+        intervals = [w.wait.poll_interval for w in self.waits if w.live] + [s.wait.poll_interval for s in self.streams]
         retry_at = now + timedelta(seconds=min(intervals, default=DEFAULT_POLL_SECONDS))
         deadlines = [w.deadline for w in self.waits if w.live and w.deadline is not None]
         return min([retry_at, *deadlines])

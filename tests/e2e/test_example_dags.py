@@ -67,7 +67,8 @@ def test_example_dags_import_without_errors() -> None:
 
     bag = DagBag(str(Path(__file__).resolve().parents[2] / "example_dags"))
     assert bag.import_errors == {}
-    assert {"deployment_lifecycle", "data_pipeline_trigger", "agent_version_rollout"} <= set(bag.dag_ids)
+    expected = {"deployment_lifecycle", "data_pipeline_trigger", "agent_version_rollout", "agent_as_pipeline_step"}
+    assert expected | {"react_to_agent_runs", "run_agent_and_announce", "after_agent_run"} <= set(bag.dag_ids)
 
 
 def test_deployment_lifecycle_end_to_end(run_dag: Any, managed_agents_emulator: Any) -> None:
@@ -257,3 +258,26 @@ def test_an_already_auto_paused_deployment_fails_a_scheduled_wait_at_once(
     assert "DeploymentPausedError" in result.output
     assert "vault_not_found_error" in result.output
     assert time.monotonic() - started < 120  # failed on its first look, not at the sensor's timeout
+
+
+def test_a_run_task_with_a_managed_agents_outlet_announces_its_ids(
+    run_dag: Any, hook: ManagedAgentsHook, airflow_db: Path
+) -> None:
+    """`run_agent_and_announce` from react_to_agent_runs.py: the asset event Airflow recorded
+    for the task's outlet carries the deployment, run and session it made."""
+    import json
+    import sqlite3
+
+    deployment_id = new_deployment(hook)
+    result = run_dag("run_agent_and_announce", conf={"deployment_id": deployment_id})
+    assert result.state == "success", result
+    (run,) = hook.list_deployment_runs_page(deployment_id=deployment_id).data  # exactly one run
+    with sqlite3.connect(airflow_db) as db:
+        rows = db.execute(
+            "select e.extra, e.source_dag_id from asset_event e join asset a on a.id = e.asset_id "
+            "where a.name = 'agent_run_done' order by e.id desc limit 1"
+        ).fetchall()
+    assert rows, "no asset event for the outlet"
+    extra, source = json.loads(rows[0][0]), rows[0][1]
+    assert source == "run_agent_and_announce"
+    assert extra == {"deployment_id": deployment_id, "deployment_run_id": run.id, "session_id": run.session_id}

@@ -172,6 +172,19 @@ def test_each_ending_is_produced_on_demand_and_judged_by_its_class(
         assert final_message(hook, session_id) == script["final_text"]
 
 
+def test_scripts_apply_next_then_the_deployments_own_then_the_default(hook: ManagedAgentsHook, emulator: Any) -> None:
+    emulator.control("POST", "sessions/default_script", {"final_text": "default"})
+    own, other = (
+        hook.create_deployment(name=name, agent="agent_demo", environment_id="env_demo", initial_events=[MESSAGE])
+        for name in ("own", "other")
+    )
+    emulator.control("POST", f"deployments/{own.id}/session_script", {"final_text": "its own"})
+    emulator.control("POST", "sessions/next_script", {"final_text": "next"})
+    sessions = [hook.run_deployment(d.id).session_id for d in (own, own, other)]
+    play(emulator, 10)
+    assert [final_message(hook, s) for s in sessions if s] == ["next", "its own", "default"]
+
+
 # --- what users may send ------------------------------------------------------------------------
 
 
