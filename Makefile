@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint typecheck pytest reliability bench test-system clean
+.PHONY: demo test test-fast lint typecheck pytest reliability bench test-system test-matrix clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,5 +58,9 @@ $(SYSTEM_INSTALLED): pyproject.toml | $(INSTALLED)
 test-system: $(SYSTEM_INSTALLED)
 	$(BIN)/python tests/system/run_system.py --ui
 
+# Every Airflow x Python corner pyproject.toml claims, each in its own venv (.matrix/), one after another.
+test-matrix: | $(BIN)/python
+	$(BIN)/python scripts/test_matrix.py
+
 clean:
-	rm -rf $(VENV) .airflow .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .airflow .demo .matrix .pytest_cache .mypy_cache .ruff_cache

@@ -17,6 +17,8 @@ Cheap to import: only what a DAG file loads anyway; the authoring classes themse
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -86,6 +88,7 @@ __all__ = [
     "conf",
     "connection_form_widgets",
     "default_deferrable",
+    "get_connection",
     "mask_secret",
 ]
 
@@ -120,6 +123,13 @@ async def amask_secret(secret: str) -> None:
         await amask(secret)
 
 
+def get_connection(hook: BaseHook, conn_id: str) -> Any:
+    """The connection; :class:`AirflowNotFoundException` when it does not exist, on every 3.x
+    (3.1.0 raises an ImportError instead when asked outside a task, in a script or a test)."""
+    with _missing_outside_a_task(conn_id):
+        return hook.get_connection(conn_id)
+
+
 async def aget_connection(hook: BaseHook, conn_id: str) -> Any:
     """The connection, looked up without blocking the triggerer's event loop, on every 3.x.
 
@@ -129,12 +139,25 @@ async def aget_connection(hook: BaseHook, conn_id: str) -> Any:
     lookup = getattr(hook, "aget_connection", None)
     if lookup is not None:
         try:
-            return await lookup(conn_id)
+            with _missing_outside_a_task(conn_id):
+                return await lookup(conn_id)
         except (AirflowNotFoundException, AttributeError):
             pass
     from asgiref.sync import sync_to_async
 
-    return await sync_to_async(hook.get_connection)(conn_id)
+    return await sync_to_async(get_connection)(hook, conn_id)
+
+
+@contextlib.contextmanager
+def _missing_outside_a_task(conn_id: str) -> Iterator[None]:
+    try:
+        yield
+    except ImportError as exc:
+        if "SUPERVISOR_COMMS" not in str(exc):
+            raise
+        raise AirflowNotFoundException(
+            f"The conn_id `{conn_id}` isn't defined (outside a task, Airflow cannot ask its API server)"
+        ) from exc
 
 
 async def aextra_dejson(conn: Any) -> dict[str, Any]:

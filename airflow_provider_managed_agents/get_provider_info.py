@@ -7,6 +7,7 @@ from typing import Any
 from airflow_provider_managed_agents import __version__
 
 PACKAGE = "airflow_provider_managed_agents"
+DOCUMENTATION_URL = "https://github.com/airflow-provider-managed-agents/airflow-provider-managed-agents#readme"
 
 # The connection form, declared once: Airflow >= 3.2 reads these from the provider info, older
 # versions through the hook's get_ui_field_behaviour / get_connection_form_widgets.
@@ -51,6 +52,7 @@ def get_provider_info() -> dict[str, Any]:
         "package-name": "airflow-provider-managed-agents",
         "name": "Anthropic Managed Agents",
         "description": "Create, manage, run and sense Anthropic Managed Agents deployments.",
+        "documentation-url": DOCUMENTATION_URL,
         "versions": [__version__],
         "integrations": [
             {
@@ -80,9 +82,15 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": "Anthropic Managed Agents",
-                "python-modules": [f"{PACKAGE}.triggers.deployment_runs", f"{PACKAGE}.triggers.sessions"],
+                "python-modules": [
+                    f"{PACKAGE}.triggers.deployment_runs",
+                    f"{PACKAGE}.triggers.sessions",
+                    f"{PACKAGE}.triggers.deployment_run_events",
+                ],
             }
         ],
+        # The scheme of deployment_runs_asset() and of the operators' announcing outlets.
+        "asset-uris": [{"schemes": ["managed-agents"], "handler": None}],
         "extra-links": [
             f"{PACKAGE}.operators.deployments.ManagedAgentsDeploymentLink",
             f"{PACKAGE}.operators.following.ManagedAgentsSessionLink",

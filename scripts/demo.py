@@ -9,6 +9,7 @@ git-ignored). Prints a short summary and exits non-zero when anything failed.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sqlite3
 import subprocess
@@ -21,7 +22,7 @@ from airflow_provider_managed_agents.emulator.server import EmulatorHandle, star
 REPO = Path(__file__).resolve().parent.parent
 DEMO_HOME = REPO / ".demo"
 AIRFLOW_HOME = DEMO_HOME / "airflow"
-DAG_IDS = ("deployment_lifecycle", "agent_as_pipeline_step")
+DAG_IDS = ["deployment_lifecycle", "agent_as_pipeline_step"]
 BIN = Path(sys.executable).parent
 DEMO_KEY = "demo-emulator-key"
 
@@ -46,6 +47,13 @@ def run(cmd: list[str], env: dict[str, str], log: Path | None = None) -> int:
 
 
 def main() -> int:
+    global DEMO_HOME, AIRFLOW_HOME
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", type=Path, default=DEMO_HOME, help="where the demo's Airflow home and logs go")
+    parser.add_argument("--dag", action="append", choices=DAG_IDS, help="only this DAG (repeatable)")
+    args = parser.parse_args()
+    DEMO_HOME, AIRFLOW_HOME = args.home.resolve(), args.home.resolve() / "airflow"
+    dag_ids = args.dag or DAG_IDS
     AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
     real_api = all(
         os.environ.get(k) for k in ("ANTHROPIC_API_KEY", "MANAGED_AGENTS_AGENT_ID", "MANAGED_AGENTS_ENVIRONMENT_ID")
@@ -71,14 +79,19 @@ def main() -> int:
         extra["AIRFLOW_VAR_MANAGED_AGENTS_ENVIRONMENT_ID"] = "env_demo"
     env = airflow_env(extra)
     try:
-        print(f"Preparing Airflow's metadata database in {AIRFLOW_HOME.relative_to(REPO)}")
+        print(f"Preparing Airflow's metadata database in {shown(AIRFLOW_HOME)}")
         if run([str(BIN / "airflow"), "db", "migrate"], env, DEMO_HOME / "db-migrate.log") != 0:
             print(f"airflow db migrate failed; see {DEMO_HOME / 'db-migrate.log'}")
             return 1
+        # 3.0's `dags test` reads the DAG from the database only.
+        reserialize = [str(BIN / "airflow"), "dags", "reserialize"]
+        if airflow_version() < (3, 1) and run(reserialize, env, DEMO_HOME / "dags-reserialize.log") != 0:
+            print(f"airflow dags reserialize failed; see {DEMO_HOME / 'dags-reserialize.log'}")
+            return 1
         codes = []
-        for dag_id in DAG_IDS:
+        for dag_id in dag_ids:
             log = DEMO_HOME / f"{dag_id}.log"
-            print(f"\nRunning `airflow dags test {dag_id}` (log: {log.relative_to(REPO)})")
+            print(f"\nRunning `airflow dags test {dag_id}` (log: {shown(log)})")
             started = time.monotonic()
             code = run([str(BIN / "airflow"), "dags", "test", dag_id], env, log)
             codes.append(summarize(dag_id, code, time.monotonic() - started))
@@ -90,6 +103,17 @@ def main() -> int:
     finally:
         if emulator is not None:
             emulator.stop()
+
+
+def airflow_version() -> tuple[int, int]:
+    from importlib.metadata import version
+
+    major, minor = version("apache-airflow-core").split(".")[:2]
+    return int(major), int(minor)
+
+
+def shown(path: Path) -> str:
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def task_states(dag_id: str) -> tuple[str | None, dict[str, str]]:

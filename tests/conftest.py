@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
+from importlib.metadata import version
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-AIRFLOW_HOME = REPO / ".airflow" / "test"
+# One home per Airflow and Python (make test-matrix runs several against this checkout; their
+# metadata databases must not meet).
+PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
+AIRFLOW_HOME = REPO / ".airflow" / f"test-af{version('apache-airflow-core')}-py{PYTHON}"
 AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
 
 os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)

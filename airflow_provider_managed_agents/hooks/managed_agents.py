@@ -20,6 +20,7 @@ from airflow_provider_managed_agents.compat import (
     aextra_dejson,
     aget_connection,
     amask_secret,
+    get_connection,
     mask_secret,
 )
 from airflow_provider_managed_agents.exceptions import (
@@ -211,7 +212,7 @@ class ManagedAgentsHook(BaseHook):
         """Connection settings for the sync path, read once per hook."""
         if self._settings is None:
             try:
-                conn = self.get_connection(self.managed_agents_conn_id)
+                conn = get_connection(self, self.managed_agents_conn_id)
             except AirflowNotFoundException:
                 settings = self._settings_from_env()
             else:

@@ -23,7 +23,9 @@ waits on one connection share one query per poll:
   would have met it polling alone (a deployment's 404 its waits, a refused key every wait).
 
 The event-driven watchers (:mod:`airflow_provider_managed_agents.triggers.deployment_run_events`)
-subscribe to the same feed for every new run of their deployment.
+subscribe to the same feed as *streams*: each gets every new run of its deployment as it is read,
+then a :class:`RunsRead` tick saying which span of time that read covered, so a watcher knows when
+its catch-up (``rewind``, after a restart) is complete and can announce in order.
 """
 
 from __future__ import annotations

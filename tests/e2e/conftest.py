@@ -81,10 +81,11 @@ def run_dag(airflow_db: Path, managed_agents_emulator: Any) -> Iterator[Any]:
         timeout: float = 240,
         test_dags: bool = False,
         logical_date: str | None = None,
+        dags_folder: Path | None = None,
     ) -> DagResult:
         process_env = dict(os.environ)
-        if test_dags:
-            process_env["AIRFLOW__CORE__DAGS_FOLDER"] = str(TEST_DAGS)
+        if test_dags or dags_folder is not None:
+            process_env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags_folder or TEST_DAGS)
         process_env.update(
             AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT=managed_agents_emulator.connection_json(),
             AIRFLOW_VAR_MANAGED_AGENTS_AGENT_ID="agent_demo",

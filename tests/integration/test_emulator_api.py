@@ -93,6 +93,24 @@ def test_the_hook_surfaces_a_bad_key(emulator: Any, monkeypatch: pytest.MonkeyPa
     assert ManagedAgentsHook().test_connection()[0] is False
 
 
+def test_an_anthropic_providers_connection_works_as_is(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """apache-airflow-providers-anthropic's connection (type ``anthropic``: password = key, host =
+    base URL) serves this provider when its id is given, sync and async."""
+    import asyncio
+    import json
+
+    anthropic_conn = {"conn_type": "anthropic", "host": emulator.base_url, "password": emulator.api_key}
+    monkeypatch.setenv("AIRFLOW_CONN_ANTHROPIC_DEFAULT", json.dumps(anthropic_conn))
+    monkeypatch.delenv("AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT", raising=False)
+    hook = ManagedAgentsHook(managed_agents_conn_id="anthropic_default")
+    assert hook.test_connection()[0] is True
+    made = hook.create_deployment(params())
+    assert (
+        asyncio.run(ManagedAgentsHook(managed_agents_conn_id="anthropic_default").aget_deployment(made.id)).id
+        == made.id
+    )
+
+
 # --- deployments -----------------------------------------------------------------------------
 
 
@@ -468,3 +486,23 @@ def test_a_state_file_survives_a_restart(tmp_path: Path, monkeypatch: pytest.Mon
         assert hook.get_deployment(created.id).name == "it"
         assert hook.get_deployment_run(run.id).session_id == run.session_id
     assert os.path.getsize(state_file) > 0
+
+
+def test_a_port_in_use_is_a_one_line_error_not_a_traceback() -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "airflow_provider_managed_agents.emulator", "--port", str(port)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    # Only the emulator's own lines (Airflow 3.1.0 logs its plugins at import, to stderr).
+    assert [line for line in done.stderr.splitlines() if line.startswith("emulator:")] == [
+        f"emulator: cannot listen on 127.0.0.1:{port}: Address already in use "
+        "(another process has it; --port 0 picks a free one)"
+    ]

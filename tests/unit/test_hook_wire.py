@@ -588,7 +588,7 @@ def test_concurrent_async_hooks_share_one_connection_lookup(monkeypatch: pytest.
             raise RuntimeError("secrets backend down")
         return Connection(conn_id=conn_id, conn_type="managed_agents", host="127.0.0.1", password=KEY)
 
-    monkeypatch.setattr(ManagedAgentsHook, "aget_connection", staticmethod(aget_connection))
+    monkeypatch.setattr(ManagedAgentsHook, "aget_connection", staticmethod(aget_connection), raising=False)
 
     async def scenario() -> None:
         hooks = [ManagedAgentsHook() for _ in range(50)]

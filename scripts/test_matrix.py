@@ -1,0 +1,152 @@
+"""`make test-matrix`: the Airflow and Python versions pyproject.toml claims, each in its own venv.
+
+For each cell, one after another: a venv from a pyenv interpreter already on the machine (never
+downloaded), the provider installed with its test extra and that exact Airflow (plus the pins in
+``constraints/`` the cell names: installs without Airflow's constraints file can pull a dependency
+that breaks that Airflow itself), then the unit and integration tests, and the
+``deployment_lifecycle`` example DAG end to end with ``airflow dags test`` against the emulator.
+
+Prints the matrix (Airflow x Python -> result, time) and writes ``.matrix/results.json``. A cell
+whose Airflow does not support its Python is listed as such, not run. ``MATRIX_CELLS`` (e.g.
+``3.0.0/3.11``) runs a subset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+WORK = REPO / ".matrix"
+UV = Path(sys.executable).parent / "uv"
+PYENV_ROOT = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+
+
+@dataclass(frozen=True)
+class Cell:
+    airflow: str
+    python: str
+    constraints: str | None = None
+    unsupported: str | None = None  # why this Airflow cannot run on this Python
+
+    @property
+    def name(self) -> str:
+        return f"{self.airflow}/{self.python}"
+
+
+# The oldest Airflow 3.0 and the newest 3.x, on the oldest and newest Python the provider claims;
+# 3.0 stops at Python 3.12, so the oldest Airflow that runs on 3.13 (3.1.0) takes that corner.
+CELLS = [
+    Cell("3.0.0", "3.11", constraints="airflow-3.0.txt"),
+    Cell("3.0.0", "3.13", unsupported="Airflow 3.0 requires Python < 3.13"),
+    Cell("3.1.0", "3.13", constraints="airflow-3.1.0.txt"),
+    Cell("3.3.2", "3.11"),
+    Cell("3.3.2", "3.13"),
+]
+
+
+def interpreter(version: str) -> Path:
+    """A pyenv interpreter of this minor version on this machine (the newest patch found)."""
+    found = sorted(
+        (p for p in (PYENV_ROOT / "versions").glob(f"{version}.*") if (p / "bin" / "python").exists()),
+        key=lambda p: [int(part) for part in p.name.split(".") if part.isdigit()],
+    )
+    if not found:
+        on_path = shutil.which(f"python{version}")
+        if on_path:
+            return Path(on_path)
+        raise SystemExit(f"no Python {version} on this machine (looked in {PYENV_ROOT / 'versions'} and PATH)")
+    return found[-1] / "bin" / "python"
+
+
+def step(what: str, command: list[str], log: Path, env: dict[str, str] | None = None, timeout: float = 900) -> bool:
+    started = time.monotonic()
+    with log.open("a") as out:
+        out.write(f"\n$ {' '.join(command)}\n")
+        out.flush()
+        try:
+            code = subprocess.run(
+                command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=timeout
+            ).returncode
+        except subprocess.TimeoutExpired:
+            code = -1
+            out.write(f"timed out after {timeout:.0f} s\n")
+    print(f"    {what}: {'ok' if code == 0 else f'FAILED (exit {code})'} in {time.monotonic() - started:.0f} s")
+    return code == 0
+
+
+def run_cell(cell: Cell) -> dict[str, object]:
+    home = WORK / f"af{cell.airflow}-py{cell.python}"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    log = home / "log.txt"
+    venv = home / "venv"
+    python = venv / "bin" / "python"
+    started = time.monotonic()
+    print(f"  Airflow {cell.airflow} on Python {cell.python} (log: {log.relative_to(REPO)})")
+    install = [str(UV), "pip", "install", "--quiet", "--python", str(python), "-e", ".[test]"]
+    install.append(f"apache-airflow=={cell.airflow}")
+    if cell.constraints:
+        install += ["--constraint", str(REPO / "constraints" / cell.constraints)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "VIRTUAL_ENV"))}
+    env["AIRFLOW_HOME"] = str(home / "airflow")
+    env["PIP_CONSTRAINT"] = ""  # a machine-wide pip constraint is not this cell's
+    ok = (
+        step("venv", [str(UV), "venv", "--quiet", "--python", str(interpreter(cell.python)), str(venv)], log, env)
+        and step("install", install, log, env)
+        and step("versions", [str(python), "-c", VERSIONS], log, env)
+        and step(
+            "unit + integration tests",
+            [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit", "tests/integration"],
+            log,
+            env,
+        )
+        and step(
+            "deployment_lifecycle with airflow dags test",
+            [str(python), "scripts/demo.py", "--home", str(home / "demo"), "--dag", "deployment_lifecycle"],
+            log,
+            env,
+        )
+    )
+    elapsed = time.monotonic() - started
+    return {"airflow": cell.airflow, "python": cell.python, "result": "pass" if ok else "FAIL", "seconds": elapsed}
+
+
+VERSIONS = (
+    "import sys, airflow, pydantic, httpx; "
+    "print('python', sys.version.split()[0], 'airflow', airflow.__version__, "
+    "'pydantic', pydantic.VERSION, 'httpx', httpx.__version__)"
+)
+
+
+def main() -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress shows as it happens
+    wanted = {c.strip() for c in os.environ.get("MATRIX_CELLS", "").split(",") if c.strip()}
+    cells = [c for c in CELLS if not wanted or c.name in wanted]
+    WORK.mkdir(exist_ok=True)
+    print(f"test-matrix: {len(cells)} cell(s), one after another")
+    results = []
+    for cell in cells:
+        if cell.unsupported:
+            print(f"  Airflow {cell.airflow} on Python {cell.python}: not run ({cell.unsupported})")
+            results.append({"airflow": cell.airflow, "python": cell.python, "result": "n/a", "why": cell.unsupported})
+            continue
+        results.append(run_cell(cell))
+    print("\n| Airflow | Python | result | time |\n| --- | --- | --- | --- |")
+    for r in results:
+        seconds = r.get("seconds")
+        took = f"{seconds:.0f} s" if isinstance(seconds, float) else "-"
+        result = f"{r['result']} ({r['why']})" if "why" in r else r["result"]
+        print(f"| {r['airflow']} | {r['python']} | {result} | {took} |")
+    (WORK / "results.json").write_text(json.dumps(results, indent=2))
+    return 1 if any(r["result"] == "FAIL" for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
