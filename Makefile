@@ -26,15 +26,16 @@ lint: $(INSTALLED)
 typecheck: $(INSTALLED)
 	$(BIN)/mypy
 
-# Unit, emulator integration, DAG end-to-end and the CI sample of the fault campaign.
+# Unit, emulator integration, DAG end-to-end and the CI sample of the fault campaign; two workers
+# (pytest-xdist, each with its own Airflow home), tests stolen by whichever is free.
 pytest: $(INSTALLED)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist worksteal
 
 test: lint typecheck pytest
 
 # The quick loop while developing: everything but the real-DAG and real-service tests (marker `slow`).
 test-fast: lint typecheck $(INSTALLED)
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -n 2 --dist worksteal -m "not slow"
 
 # The full fault campaign: 500 create -> run -> sense cycles under 30 % injected faults.
 reliability: $(INSTALLED)

@@ -90,7 +90,16 @@ __all__ = [
     "default_deferrable",
     "get_connection",
     "mask_secret",
+    "triggers_hear_kills",
 ]
+
+
+def triggers_hear_kills() -> bool:
+    """Whether Airflow tells a trigger its task was killed (``BaseTrigger.on_kill``, 3.3+); before,
+    a trigger cannot tell a kill from a triggerer restart."""
+    from airflow.triggers.base import BaseTrigger
+
+    return hasattr(BaseTrigger, "on_kill")
 
 
 def default_deferrable() -> bool:

@@ -11,7 +11,9 @@ REPO = Path(__file__).resolve().parent.parent
 # One home per Airflow and Python (make test-matrix runs several against this checkout; their
 # metadata databases must not meet).
 PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
-AIRFLOW_HOME = REPO / ".airflow" / f"test-af{version('apache-airflow-core')}-py{PYTHON}"
+# pytest-xdist workers (make test runs two) each get their own home too: one SQLite database each.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+AIRFLOW_HOME = REPO / ".airflow" / f"test-af{version('apache-airflow-core')}-py{PYTHON}" / WORKER
 AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
 
 os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)

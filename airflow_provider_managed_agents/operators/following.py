@@ -124,6 +124,7 @@ class SessionFollower:
         carry: dict[str, Any],
         just_started: bool = False,
     ) -> ManagedAgentsSessionTrigger:
+        from airflow_provider_managed_agents.compat import triggers_hear_kills
         from airflow_provider_managed_agents.triggers.sessions import ManagedAgentsSessionTrigger
         from airflow_provider_managed_agents.waiting import clock
 
@@ -133,6 +134,13 @@ class SessionFollower:
             self.poll_interval,
             deadline.isoformat(),
         )
+        if stop_on_kill and self.on_kill_session != "none" and not triggers_hear_kills():
+            self.log.warning(
+                "on_kill_session=%r holds only until this task defers: this Airflow does not tell a trigger "
+                "its task was killed (Airflow >= 3.3 does), so a kill while deferred leaves session %s running",
+                self.on_kill_session,
+                session_id,
+            )
         return ManagedAgentsSessionTrigger(
             session_id=session_id,
             managed_agents_conn_id=self.managed_agents_conn_id,

@@ -376,3 +376,19 @@ def test_only_a_whole_events_or_schedule_value_names_a_file(tmp_path: Any) -> No
     assert first["initial_events"][0]["content"][0]["text"] == "Summarise out/report.json"
     assert first["schedule"] == {"type": "cron", "expression": "0 6 * * *", "timezone": "UTC"}
     assert second["initial_events"][0]["content"][0]["text"] == "read in.yaml"
+
+
+@pytest.mark.parametrize(("hears", "warned"), [(True, False), (False, True)])
+def test_deferring_says_when_this_airflow_cannot_stop_the_session_on_kill(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], hears: bool, warned: bool
+) -> None:
+    """Before Airflow 3.3 a trigger never hears its task was killed: the task says so as it defers."""
+    import pendulum
+
+    from airflow_provider_managed_agents import compat
+
+    monkeypatch.setattr(compat, "triggers_hear_kills", lambda: hears)
+    operator = ManagedAgentsRunDeploymentOperator(task_id="run", deployment_id="depl_1", wait_for_session_end=True)
+    trigger = operator._session_trigger("sesn_1", pendulum.now("UTC"), 60.0, stop_on_kill=True, carry={})
+    assert trigger.on_kill_session == "interrupt"
+    assert ("leaves session sesn_1 running" in capsys.readouterr().out) is warned
