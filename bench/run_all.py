@@ -14,6 +14,7 @@ BENCHMARKS = [
     "triggerer_scale.py",
     "listing.py",
     "session_cost.py",
+    "watchers.py",
 ]
 
 

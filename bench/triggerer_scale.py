@@ -1,13 +1,19 @@
-"""Benchmark 4: many ManagedAgentsDeploymentRunTriggers in one event loop, as in a triggerer.
+"""Benchmark 4: N deferred deployment waits in one event loop, as in a triggerer.
 
-N triggers (default 1,000) each wait for a manual run of their own deployment against one
-emulator process. After a while every deployment is run; the table reports peak RSS, CPU time
-per request, the open connections (one shared pool, not one per trigger) and the lag between a
-run being recorded and its trigger firing, against the poll interval.
+N waits (1,000 and 5,000) wait for the next manual run of their deployment, on one deployment
+and spread over 1,000, polling every 5 s, against an emulator process of their own. Each case
+runs twice in fresh interpreters:
 
-The baseline, in its own interpreter against its own emulator, is the same wait written the
-obvious way: each waiter polls the runs list with an ``httpx.AsyncClient`` of its own, as a
-trigger that builds its own client (or SDK instance) does.
+- **runs feed**: the provider's ``ManagedAgentsDeploymentRunTrigger``, whose waits share the
+  loop's runs feed (one all-deployments runs read per poll, deployments read once a minute);
+- **alone** (the baseline, the trigger before the feed): every wait makes its own looks
+  (``follow_alone``: a runs query per poll, its deployment read once a minute), over the same
+  shared connection pool.
+
+Measured, after a warm-up poll, over a steady window (60 s: one deployments re-read falls in
+it): API requests per poll interval and per wait, CPU per wait per poll; then every deployment
+is run once and the lag from a run's creation to each of its waits' events is measured. Peak RSS
+is the interpreter's.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -30,173 +37,165 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import PYTHON, print_table, write_results
 
-from airflow_provider_managed_agents.emulator.server import start_emulator_process
+from airflow_provider_managed_agents.emulator.server import EmulatorHandle, start_emulator_process
+
+POLL = 5.0
+MESSAGE = {"type": "user.message", "content": [{"type": "text", "text": "go"}]}
+CASES = [(1000, 1), (1000, 1000), (5000, 1), (5000, 1000)]  # (waits, deployments)
 
 
-def open_sockets() -> int:
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
-                count += 1
-        except OSError:
-            pass
-    return count
-
-
-PARAMS = {
-    "agent": "agent_demo",
-    "environment_id": "env_demo",
-    "name": "scale",
-    "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "go"}]}],
-}
-
-
-def provider_waiter(since: Any, poll_interval: float) -> Any:
+def through_the_feed(wait: Any, deadline: Any) -> Any:
     from airflow_provider_managed_agents.triggers.deployment_runs import ManagedAgentsDeploymentRunTrigger
+
+    trigger = ManagedAgentsDeploymentRunTrigger(wait=wait.to_dict(), deadline=deadline.isoformat(), timeout=3600)
+    return _first_event(trigger)
+
+
+async def _first_event(trigger: Any) -> str:
+    async for event in trigger.run():
+        return str(event.payload["status"])
+    return "no event"
+
+
+async def alone(wait: Any, deadline: Any) -> str:
+    from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
+    from airflow_provider_managed_agents.triggers.deployment_runs import follow_alone
+    from airflow_provider_managed_agents.waiting.runs import LookState
+
+    verdict = await follow_alone(wait, ManagedAgentsHook(), LookState(), deadline, 3600, None)
+    return verdict["status"] if isinstance(verdict, dict) else verdict.status
+
+
+def by_endpoint(emulator: EmulatorHandle) -> Counter[str]:
+    return Counter(emulator.request_counts()["by_endpoint"])
+
+
+async def scenario(mode: str, waits: int, deployments: int, window: float, emulator: EmulatorHandle) -> dict[str, Any]:
+    from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
     from airflow_provider_managed_agents.waiting.runs import RunWait
 
-    async def wait(deployment_id: str) -> None:
-        wait = RunWait(
-            deployment_id=deployment_id, trigger_type="manual", created_after=since, poll_interval=poll_interval
-        )
-        async for event in ManagedAgentsDeploymentRunTrigger(wait=wait.to_dict()).run():
-            assert event.payload["status"] == "success"
-            return
-
-    return wait
-
-
-def client_per_waiter(since: Any, poll_interval: float, emulator: Any) -> Any:
-    import httpx
-
-    from airflow_provider_managed_agents.hooks.wire import API_VERSION, MANAGED_AGENTS_BETA
-
-    headers = {"x-api-key": "bench-key", "anthropic-version": API_VERSION, "anthropic-beta": MANAGED_AGENTS_BETA}
-
-    async def wait(deployment_id: str) -> None:
-        query = {"deployment_id": deployment_id, "trigger_type": "manual", "created_at[gte]": since.isoformat()}
-        async with httpx.AsyncClient(base_url=emulator.base_url, headers=headers) as client:
-            while True:
-                response = await client.get("/v1/deployment_runs", params=query)
-                response.raise_for_status()
-                if response.json()["data"]:
-                    return
-                await asyncio.sleep(poll_interval)
-
-    return wait
-
-
-async def scenario(
-    kind: str, triggers: int, poll_interval: float, quiet_seconds: float, emulator: Any
-) -> dict[str, Any]:
-    from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
-    from airflow_provider_managed_agents.hooks.wire import MAX_CONNECTIONS
-
     hook = ManagedAgentsHook()
-    deployments = [hook.create_deployment(PARAMS).id for _ in range(triggers)]
+    ids = [
+        hook.create_deployment(
+            name=f"scale {i}", agent="agent_demo", environment_id="env_demo", initial_events=[MESSAGE]
+        ).id
+        for i in range(deployments)
+    ]
     since = pendulum.now("UTC")
-    wait = (
-        provider_waiter(since, poll_interval)
-        if kind == "provider"
-        else client_per_waiter(since, poll_interval, emulator)
-    )
-    fired_at: dict[str, float] = {}
-    baseline_sockets = open_sockets()
-    counts_before = emulator.request_counts()["total"]
+    deadline = since.add(hours=1)
+    questions = [
+        RunWait(deployment_id=ids[i % deployments], trigger_type="manual", created_after=since, poll_interval=POLL)
+        for i in range(waits)
+    ]
+    follow = through_the_feed if mode == "feed" else alone
+    fired_at: dict[int, float] = {}
+    statuses: Counter[str] = Counter()
 
-    async def watch(deployment_id: str) -> None:
-        await wait(deployment_id)
-        fired_at[deployment_id] = time.time()
+    async def one(index: int) -> None:
+        statuses[await follow(questions[index], deadline)] += 1
+        fired_at[index] = time.time()
 
-    cpu_before = time.process_time()
-    started = time.monotonic()
-    tasks = [asyncio.create_task(watch(d)) for d in deployments]
-    peak_sockets = 0
-    while time.monotonic() - started < quiet_seconds:  # everyone waiting, nothing to find
-        await asyncio.sleep(0.5)
-        peak_sockets = max(peak_sockets, open_sockets() - baseline_sockets)
+    tasks = [asyncio.create_task(one(i)) for i in range(waits)]
+    await asyncio.sleep(POLL)  # warm-up: every wait registered and through its first look
+    before, cpu_before, started = by_endpoint(emulator), time.process_time(), time.monotonic()
+    await asyncio.sleep(window)
+    elapsed, cpu = time.monotonic() - started, time.process_time() - cpu_before
+    during = by_endpoint(emulator) - before
+    polls = elapsed / POLL
+
     run_at: dict[str, float] = {}
-    sync_run = hook.run_deployment
-    for deployment_id in deployments:  # every deployment gets its run, one after the other
-        await asyncio.to_thread(sync_run, deployment_id)
+    for deployment_id in ids:  # every deployment gets one run, one after another
+        await asyncio.to_thread(hook.run_deployment, deployment_id)
         run_at[deployment_id] = time.time()
-    while len(fired_at) < len(deployments):
-        await asyncio.sleep(0.5)
-        if time.monotonic() - started > quiet_seconds + 10 * poll_interval + 120:
-            break
+    give_up = time.monotonic() + 10 * POLL + 120
+    while len(fired_at) < waits and time.monotonic() < give_up:
+        await asyncio.sleep(0.2)
     for task in tasks:
         task.cancel()
-    cpu = time.process_time() - cpu_before
-    looks = emulator.request_counts()["total"] - counts_before - triggers  # minus the run requests
-    lags = sorted(fired_at[d] - run_at[d] for d in fired_at)
+    lags = sorted(fired_at[i] - run_at[questions[i].deployment_id or ""] for i in fired_at)
+    runs_reads = sum(n for endpoint, n in during.items() if endpoint.startswith("GET /v1/deployment_runs"))
+    deployment_reads = sum(n for endpoint, n in during.items() if endpoint.startswith("GET /v1/deployments"))
+    total = sum(during.values())
     return {
-        "scenario": kind,
-        "triggers": triggers,
+        "mode": mode,
+        "waits": waits,
+        "deployments": deployments,
+        "poll_interval_s": POLL,
+        "window_s": round(elapsed, 1),
         "fired": len(fired_at),
-        "poll_interval_s": poll_interval,
+        "successes": statuses["success"],
+        "requests_per_poll": total / polls,
+        "runs_reads_per_poll": runs_reads / polls,
+        "deployment_reads_per_poll": deployment_reads / polls,
+        "requests_per_wait_per_poll": total / polls / waits,
+        "cpu_us_per_wait_per_poll": 1e6 * cpu / polls / waits,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "requests": looks,
-        "cpu_ms_per_request": 1000 * cpu / max(looks, 1),
-        "peak_open_sockets": peak_sockets,
-        "pool_max_connections": MAX_CONNECTIONS if kind == "provider" else None,
         "lag_median_s": lags[len(lags) // 2] if lags else None,
+        "lag_p99_s": lags[int(len(lags) * 0.99)] if lags else None,
         "lag_max_s": lags[-1] if lags else None,
     }
 
 
-def run_scenario(kind: str, args: argparse.Namespace) -> dict[str, Any]:
-    """One scenario in this interpreter, against an emulator process of its own."""
-    logging.getLogger("airflow_provider_managed_agents").setLevel(logging.WARNING)  # not 1,000 "Resolved" lines
+def run_scenario(mode: str, waits: int, deployments: int, window: float) -> dict[str, Any]:
+    """One case in this interpreter, against an emulator process of its own."""
+    logging.getLogger("airflow_provider_managed_agents").setLevel(logging.WARNING)  # not 5,000 "Resolved" lines
+    logging.getLogger("airflow.triggers").setLevel(logging.WARNING)
     emulator = start_emulator_process(api_key="bench-key")
     os.environ["AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT"] = emulator.connection_json()
     try:
-        return asyncio.run(scenario(kind, args.triggers, args.poll_interval, args.quiet_seconds, emulator))
+        return asyncio.run(scenario(mode, waits, deployments, window, emulator))
     finally:
         emulator.stop()
 
 
-def in_fresh_interpreter(kind: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Peak RSS is per process: each scenario gets its own."""
-    command = [PYTHON, __file__, "--scenario", kind, "--triggers", str(args.triggers)]
-    command += ["--poll-interval", str(args.poll_interval), "--quiet-seconds", str(args.quiet_seconds)]
+def in_fresh_interpreter(mode: str, waits: int, deployments: int, window: float) -> dict[str, Any]:
+    """Peak RSS is per process: each case gets its own."""
+    command = [PYTHON, __file__, "--mode", mode, "--waits", str(waits), "--deployments", str(deployments)]
+    command += ["--window", str(window)]
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--triggers", type=int, default=1000)
-    parser.add_argument("--poll-interval", type=float, default=5.0)
-    parser.add_argument("--quiet-seconds", type=float, default=15.0)
-    parser.add_argument("--scenario", choices=["provider", "client-per-waiter"])
+    parser.add_argument("--window", type=float, default=60.0)
+    parser.add_argument("--mode", choices=["feed", "alone"])
+    parser.add_argument("--waits", type=int)
+    parser.add_argument("--deployments", type=int)
+    parser.add_argument("--cases", default=",".join(f"{w}x{d}" for w, d in CASES), help="e.g. 1000x1,5000x1000")
     args = parser.parse_args()
-    if args.scenario:
-        print(json.dumps(run_scenario(args.scenario, args)))
+    if args.mode:
+        print(json.dumps(run_scenario(args.mode, args.waits, args.deployments, args.window)))
         return 0
-    ours = in_fresh_interpreter("provider", args)
-    base = in_fresh_interpreter("client-per-waiter", args)
-
-    def ratio(key: str) -> str:
-        return f"{ours[key] / base[key]:.2f}" if ours[key] and base[key] else "-"
-
-    def row(label: str, key: str, goal: str, digits: int = 2) -> tuple[object, ...]:
-        return (label, round(ours[key], digits), round(base[key], digits), ratio(key), goal)
-
+    results: list[dict[str, Any]] = []
+    rows: list[tuple[object, ...]] = []
+    for case in args.cases.split(","):
+        waits, deployments = (int(n) for n in case.split("x"))
+        feed = in_fresh_interpreter("feed", waits, deployments, args.window)
+        base = in_fresh_interpreter("alone", waits, deployments, args.window)
+        results += [feed, base]
+        for label, key, digits in [
+            ("fired (success)", "successes", 0),
+            ("requests per poll interval", "requests_per_poll", 2),
+            ("  of which runs reads", "runs_reads_per_poll", 2),
+            ("  of which deployment reads", "deployment_reads_per_poll", 2),
+            ("CPU per wait per poll (us)", "cpu_us_per_wait_per_poll", 1),
+            ("peak RSS (MB)", "peak_rss_mb", 1),
+            ("lag run -> event, median (s)", "lag_median_s", 2),
+            ("lag run -> event, max (s)", "lag_max_s", 2),
+        ]:
+            ours, theirs = feed[key], base[key]
+            ratio = f"{ours / theirs:.3f}" if ours and theirs else "-"
+            rows.append(
+                (f"{waits} waits / {deployments} depl.", label, round(ours, digits), round(theirs, digits), ratio)
+            )
     print_table(
-        f"{args.triggers} concurrent waits in one event loop, poll every {args.poll_interval} s",
-        ["measure", "provider triggers", "client per waiter", "ratio", "goal (provider)"],
-        [
-            ("fired", f"{ours['fired']} / {ours['triggers']}", f"{base['fired']} / {base['triggers']}", "", "all"),
-            row("peak RSS (MB)", "peak_rss_mb", "<= 250", 1),
-            row("API requests while waiting", "requests", ""),
-            row("CPU per request (ms)", "cpu_ms_per_request", "", 3),
-            row("peak open sockets", "peak_open_sockets", f"<= pool size {ours['pool_max_connections']}"),
-            row("lag run -> event, median (s)", "lag_median_s", ""),
-            row("lag run -> event, max (s)", "lag_max_s", f"<= poll interval {args.poll_interval}"),
-        ],
+        f"deferred waits in one event loop, poll every {POLL} s (goals: <= 2 + pages requests per poll, "
+        f"<= 400 MB at 5,000 waits, lag <= {POLL} s)",
+        ["case", "measure", "runs feed", "alone (baseline)", "ratio"],
+        rows,
     )
-    write_results("triggerer_scale", {"provider": ours, "client_per_waiter": base})
+    write_results("triggerer_scale", {"cases": results})
     return 0
 
 

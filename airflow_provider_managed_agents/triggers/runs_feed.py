@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 # (seconds, not minutes: the overlap is re-read on every poll, and at 1,000 fires a minute a
 # minute of overlap would double the pages) before its watermark, de-duplicated by id.
 VISIBILITY_OVERLAP = timedelta(seconds=10)
+# At most this much earlier than a wait's pace does the next runs read start (see read_lead).
+MAX_READ_LEAD = timedelta(seconds=1)
 # The feed's own pace when no wait says otherwise (an idle subscriber list never polls).
 DEFAULT_POLL_SECONDS = 60.0
 DEPLOYMENTS_PAGE = 100
@@ -129,6 +131,9 @@ class RunsFeed:
         self.read_from: datetime | None = None  # where the next runs read must start at the latest
         self.seen: dict[str, datetime] = {}  # run ids read within the overlap window
         self.runs_read_at: datetime | None = None
+        # How long the last runs read took: the next one starts that much early, so a run made
+        # just after a read reaches its waits within one poll interval, not one interval plus a read.
+        self.read_lead = timedelta(0)
         self.next_cycle: datetime | None = None
         self.runs_reads = 0
         self._wake = asyncio.Event()
@@ -284,6 +289,7 @@ class RunsFeed:
                 raise
 
     def _runs_due(self, now: datetime) -> bool:
+        now += self.read_lead
         last = self.runs_read_at
         for stream in self.streams:
             if last is None or stream.catch_up_from is not None:
@@ -339,6 +345,7 @@ class RunsFeed:
                 fresh.append(run)
         self.runs_reads += 1
         self.runs_read_at = now
+        self.read_lead = min(max(clock.now() - now, timedelta(0)), MAX_READ_LEAD)
         newest = max((r.created_at for r in fresh), default=None)
         if newest is not None and (self.watermark is None or newest > self.watermark):
             self.watermark = newest
@@ -443,6 +450,8 @@ class RunsFeed:
         deadline."""
         now = clock.now()
         moments = [now + timedelta(seconds=DEFAULT_POLL_SECONDS)]
+        lead = self.read_lead  # only runs reads start early; deployment re-reads and deadlines do not
+        paces: set[tuple[object, ...]] = set()
         for entry in self.waits:
             if not entry.live:
                 continue
@@ -451,16 +460,21 @@ class RunsFeed:
             moments.append(entry.next_look)
             if entry.deadline is not None:
                 moments.append(entry.deadline)
+            deployment = self.deployments.get(entry.wait.deployment_id or "")
+            if lead and deployment is not None and entry.pace_key() not in paces:
+                paces.add(entry.pace_key())
+                moments.append(entry.wait.next_runs_look(deployment, entry.covered_until) - lead)
         last = self.runs_read_at or now
         for stream in self.streams:
             deployment = self.deployments.get(stream.deployment_id)
             if stream.catch_up_from is not None:
                 return now
             if deployment is None:
-                moments.append(last + timedelta(seconds=stream.wait.poll_interval))
+                moments.append(last + timedelta(seconds=stream.wait.poll_interval) - lead)
             else:
                 state = LookState(deployment, self.deployments_read_at, last)
                 moments.append(stream.wait.next_look_at(deployment, state, now))
+                moments.append(stream.wait.next_runs_look(deployment, last) - lead)
         return max(min(moments), now)
 
     def _after_a_failure(self, now: datetime) -> datetime:

@@ -240,7 +240,7 @@ def event_driven(
     print(f"  triggerer killed (-9) after fire {first['id']} was announced and saved")
     missed = wait_for("a fire while no triggerer runs", lambda: fire_after(killed_at), 90, every=1)
     # The next fire fails (a typed error that does not auto-pause): the failed-runs DAG's one run.
-    emulator.control("POST", f"deployments/{deployment_id}/next_run_error", {"type": "session_rate_limited"})
+    emulator.control("POST", f"deployments/{deployment_id}/next_run_error", {"type": "session_rate_limited_error"})
     log = (home / "triggerer-restarted.log").open("wb")
     processes["triggerer"] = subprocess.Popen(
         [str(BIN / "airflow"), "triggerer"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
