@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -118,17 +118,8 @@ class ManagedAgentsDeploymentRunEventTrigger(BaseEventTrigger):
         self.filters = RunFilters(deployment_id, trigger_type, has_error, managed_agents_conn_id, poll_interval)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        f = self.filters
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "deployment_id": f.deployment_id,
-                "trigger_type": f.trigger_type,
-                "has_error": f.has_error,
-                "managed_agents_conn_id": f.managed_agents_conn_id,
-                "poll_interval": f.poll_interval,
-            },
-        )
+        # The filters' fields are this trigger's keyword arguments, by name.
+        return f"{type(self).__module__}.{type(self).__qualname__}", asdict(self.filters)
 
     # --- Airflow >= 3.3: one shared stream per connection, deployment and pace -----------------
 

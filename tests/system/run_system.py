@@ -141,6 +141,18 @@ def print_failed_task_logs(api: Api, home: Path, dag_id: str, run_id: str) -> No
                 print(f"    {line}")
 
 
+def deferred_to(api: Api, home: Path, dag_id: str, run_id: str, task_id: str) -> list[str]:
+    """Wait until the task is deferred; the class paths of the triggers registered then."""
+    wait_for(
+        f"{dag_id}.{task_id} to defer",
+        lambda: api.task_states(dag_id, run_id).get(task_id) == "deferred",
+        180,
+        every=0.5,
+    )
+    with sqlite3.connect(home / "airflow.db") as db:
+        return [classpath for (classpath,) in db.execute("select classpath from trigger")]
+
+
 def defer_exit_seen(home: Path, dag_id: str, task_id: str, run_id: str) -> bool:
     """Whether the scheduler has processed the executor's "success" of a task's exit on deferral.
 
@@ -408,16 +420,9 @@ def main() -> int:
                 "wait_for_run_deferrable",
                 {"deployment_id": deployment.id, "trigger_type": "manual", "created_after": since},
             )
-            wait_for(
-                "the sensor to defer",
-                lambda: api.task_states("wait_for_run_deferrable", sensor_run).get("gate") == "deferred",
-                180,
-                every=0.5,
-            )
-            with sqlite3.connect(home / "airflow.db") as db:
-                triggers = db.execute("select classpath from trigger").fetchall()
+            triggers = deferred_to(api, home, "wait_for_run_deferrable", sensor_run, "gate")
             check(
-                any("ManagedAgentsDeploymentRunTrigger" in c for (c,) in triggers),
+                any("ManagedAgentsDeploymentRunTrigger" in c for c in triggers),
                 f"the trigger is registered with the triggerer ({len(triggers)} trigger row(s))",
                 failures,
             )
@@ -441,16 +446,9 @@ def main() -> int:
             emulator.control("POST", "sessions/default_script", {"turn_seconds": 15})
             extra_step_runs = [api.trigger("agent_as_pipeline_step") for _ in range(args.step_repeats - 1)]
             step_run = api.trigger("agent_as_pipeline_step")
-            wait_for(
-                "the run task to defer to the session trigger",
-                lambda: api.task_states("agent_as_pipeline_step", step_run).get("review_load") == "deferred",
-                180,
-                every=0.5,
-            )
-            with sqlite3.connect(home / "airflow.db") as db:
-                triggers = db.execute("select classpath from trigger").fetchall()
+            triggers = deferred_to(api, home, "agent_as_pipeline_step", step_run, "review_load")
             check(
-                any("ManagedAgentsSessionTrigger" in c for (c,) in triggers),
+                any("ManagedAgentsSessionTrigger" in c for c in triggers),
                 "the session trigger runs in the triggerer",
                 failures,
             )

@@ -11,6 +11,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+import api_samples
 import httpx
 import pytest
 from airflow.sdk import Connection
@@ -28,34 +29,11 @@ from airflow_provider_managed_agents.hooks.wire import (
 )
 
 KEY = "sk-ant-test-key-123"
-NOW = "2026-05-01T12:00:00Z"
-DEPLOYMENT = {
-    "id": "depl_1",
-    "type": "deployment",
-    "name": "n",
-    "agent": {"type": "agent", "id": "a", "version": 1},
-    "environment_id": "e",
-    "initial_events": [],
-    "metadata": {},
-    "resources": [],
-    "vault_ids": [],
-    "schedule": None,
-    "status": "active",
-    "paused_reason": None,
-    "archived_at": None,
-    "created_at": NOW,
-    "updated_at": NOW,
-}
-RUN = {
-    "id": "drun_1",
-    "type": "deployment_run",
-    "deployment_id": "depl_1",
-    "agent": {"type": "agent", "id": "a", "version": 1},
-    "created_at": NOW,
-    "session_id": "sesn_1",
-    "error": None,
-    "trigger_context": {"type": "manual"},
-}
+NOW = api_samples.NOW
+DEPLOYMENT = api_samples.deployment_json(
+    agent={"type": "agent", "id": "a", "version": 1}, environment_id="e", initial_events=[]
+)
+RUN = api_samples.run_json(agent={"type": "agent", "id": "a", "version": 1})
 CREATE = {
     "agent": "a",
     "environment_id": "e",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import api_samples
 import httpx
 import pytest
 
@@ -15,25 +16,10 @@ from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHo
 from airflow_provider_managed_agents.hooks.wire import Secret, Settings
 from airflow_provider_managed_agents.models.params import CreateDeploymentParams, validate_params
 
-NOW = "2026-05-01T12:00:00Z"
-DEPLOYMENT: dict[str, Any] = {
-    "id": "depl_1",
-    "type": "deployment",
-    "name": "n",
-    "description": None,
-    "agent": {"type": "agent", "id": "agent_1", "version": 1},
-    "environment_id": "env_1",
-    "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "go"}]}],
-    "metadata": {},
-    "resources": [],
-    "vault_ids": [],
-    "schedule": {"type": "cron", "expression": "0 * * * *", "timezone": "UTC", "upcoming_runs_at": [NOW]},
-    "status": "active",
-    "paused_reason": None,
-    "archived_at": None,
-    "created_at": NOW,
-    "updated_at": NOW,
-}
+NOW = api_samples.NOW
+DEPLOYMENT: dict[str, Any] = api_samples.deployment_json(
+    schedule={"type": "cron", "expression": "0 * * * *", "timezone": "UTC", "upcoming_runs_at": [NOW]}
+)
 OUTCOME = {"type": "user.define_outcome", "description": "d", "rubric": {"type": "text", "content": "r"}}
 MEMORY = {"type": "memory_store", "memory_store_id": "memstore_1"}
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import api_samples
 import httpx
 import pytest
 
@@ -16,16 +17,7 @@ from airflow_provider_managed_agents.hooks.loop_pool import MAX_CONNECTIONS, loo
 from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
 from airflow_provider_managed_agents.hooks.wire import Secret, Settings
 
-RUN = {
-    "id": "drun_1",
-    "type": "deployment_run",
-    "deployment_id": "depl_1",
-    "agent": {"type": "agent", "id": "a", "version": 1},
-    "created_at": "2026-05-01T12:00:00Z",
-    "session_id": "sesn_1",
-    "error": None,
-    "trigger_context": {"type": "manual"},
-}
+RUN = api_samples.run_json(agent={"type": "agent", "id": "a", "version": 1})
 
 
 class Clients:

@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import api_samples
 import pytest
 
 from airflow_provider_managed_agents.models.deployments import Deployment, ErrorPausedReason
@@ -47,18 +48,15 @@ def test_seed_page_parses() -> None:
 
 
 def run_json(**overrides: Any) -> dict[str, Any]:
-    data = {
-        "id": "drun_1",
-        "type": "deployment_run",
-        "deployment_id": "depl_1",
+    """A scheduled run that failed."""
+    failed = {
         "agent": {"type": "agent", "id": "agent_1", "version": 3},
         "created_at": "2026-05-09T00:00:07Z",
         "session_id": None,
         "error": {"type": "vault_not_found_error", "message": "gone"},
         "trigger_context": {"type": "schedule", "scheduled_at": "2026-05-09T00:00:00Z"},
     }
-    data.update(overrides)
-    return data
+    return api_samples.run_json(**{**failed, **overrides})
 
 
 def test_trigger_contexts_are_discriminated() -> None:
@@ -84,26 +82,8 @@ def test_unknown_trigger_type_and_extra_fields_survive() -> None:
 
 
 def deployment_json(**overrides: Any) -> dict[str, Any]:
-    data = {
-        "id": "depl_1",
-        "type": "deployment",
-        "name": "n",
-        "description": None,
-        "agent": {"type": "agent", "id": "agent_1", "version": 1},
-        "environment_id": "env_1",
-        "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "go"}]}],
-        "metadata": {},
-        "resources": [],
-        "vault_ids": [],
-        "schedule": None,
-        "status": "active",
-        "paused_reason": None,
-        "archived_at": None,
-        "created_at": "2026-01-01T00:00:00Z",
-        "updated_at": "2026-01-01T00:00:00Z",
-    }
-    data.update(overrides)
-    return data
+    created = {"created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"}
+    return api_samples.deployment_json(**{**created, **overrides})
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import api_samples
 import httpx
 import pytest
 
@@ -22,22 +23,14 @@ from airflow_provider_managed_agents.operators.deployments import (
     ManagedAgentsUpdateDeploymentOperator,
 )
 
-NOW = "2026-05-01T12:00:00Z"
+NOW = api_samples.NOW
 SECRET_TOKEN = "ghp_SENTINEL_TOKEN_123"
 
 
 def deployment_json(**overrides: Any) -> dict[str, Any]:
-    data = {
-        "id": "depl_1",
-        "type": "deployment",
+    nightly = {
         "name": "nightly",
-        "description": None,
         "agent": {"type": "agent", "id": "agent_1", "version": 2},
-        "environment_id": "env_1",
-        "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "go"}]}],
-        "metadata": {},
-        "resources": [],
-        "vault_ids": [],
         "schedule": {
             "type": "cron",
             "expression": "0 20 * * 5",
@@ -45,27 +38,19 @@ def deployment_json(**overrides: Any) -> dict[str, Any]:
             "last_run_at": None,
             "upcoming_runs_at": ["2026-05-09T00:00:00Z", "2026-05-16T00:00:00Z"],
         },
-        "status": "active",
-        "paused_reason": None,
-        "archived_at": None,
         "created_at": NOW,
         "updated_at": NOW,
     }
-    data.update(overrides)
-    return data
+    return api_samples.deployment_json(**{**nightly, **overrides})
 
 
 def run_json(error: str | None = None) -> dict[str, Any]:
-    return {
-        "id": "drun_1",
-        "type": "deployment_run",
-        "deployment_id": "depl_1",
-        "agent": {"type": "agent", "id": "agent_1", "version": 2},
-        "created_at": NOW,
-        "session_id": None if error else "sesn_1",
-        "error": {"type": error, "message": "nope"} if error else None,
-        "trigger_context": {"type": "manual"},
-    }
+    return api_samples.run_json(
+        agent={"type": "agent", "id": "agent_1", "version": 2},
+        created_at=NOW,
+        session_id=None if error else "sesn_1",
+        error={"type": error, "message": "nope"} if error else None,
+    )
 
 
 class FakeApi:

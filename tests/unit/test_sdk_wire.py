@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import api_samples
 import httpx
 import pytest
 
@@ -46,33 +47,8 @@ SESSION = {
     "usage": {},
     "vault_ids": [],
 }
-DEPLOYMENT = {
-    "id": "depl_1",
-    "type": "deployment",
-    "name": "n",
-    "agent": {"type": "agent", "id": "agent_1", "version": 1},
-    "environment_id": "env_1",
-    "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "go"}]}],
-    "metadata": {},
-    "resources": [],
-    "vault_ids": [],
-    "schedule": None,
-    "status": "active",
-    "paused_reason": None,
-    "archived_at": None,
-    "created_at": "2026-05-01T00:00:00Z",
-    "updated_at": "2026-05-01T00:00:00Z",
-}
-RUN = {
-    "id": "drun_1",
-    "type": "deployment_run",
-    "deployment_id": "depl_1",
-    "agent": {"type": "agent", "id": "agent_1", "version": 1},
-    "created_at": "2026-05-01T00:00:00Z",
-    "session_id": "sesn_1",
-    "error": None,
-    "trigger_context": {"type": "manual"},
-}
+DEPLOYMENT = api_samples.deployment_json(created_at="2026-05-01T00:00:00Z", updated_at="2026-05-01T00:00:00Z")
+RUN = api_samples.run_json(created_at="2026-05-01T00:00:00Z")
 
 
 def answer(path: str, method: str) -> Any:

@@ -5,6 +5,7 @@ test-system counts them)."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pendulum
 from airflow.sdk import dag, task
@@ -17,23 +18,19 @@ FAILED_RUNS = deployment_runs_asset(WATCHED, has_error=True, poll_interval=5)
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 
 
-@dag(dag_id="watch_every_run", schedule=[EVERY_RUN], start_date=START, catchup=False)
-def watch_every_run():
-    @task
-    def record(**context) -> list[str]:
-        return [run_details(e)["deployment_run_id"] for e in context["triggering_asset_events"][EVERY_RUN]]
+def watching(dag_id: str, asset: Any) -> None:
+    """A DAG scheduled on ``asset`` whose ``record`` task returns the run ids it was started for."""
 
-    record()
+    @dag(dag_id=dag_id, schedule=[asset], start_date=START, catchup=False)
+    def watcher():
+        @task
+        def record(**context) -> list[str]:
+            return [run_details(e)["deployment_run_id"] for e in context["triggering_asset_events"][asset]]
 
+        record()
 
-@dag(dag_id="watch_failed_runs", schedule=[FAILED_RUNS], start_date=START, catchup=False)
-def watch_failed_runs():
-    @task
-    def record(**context) -> list[str]:
-        return [run_details(e)["deployment_run_id"] for e in context["triggering_asset_events"][FAILED_RUNS]]
-
-    record()
+    watcher()
 
 
-watch_every_run()
-watch_failed_runs()
+watching("watch_every_run", EVERY_RUN)
+watching("watch_failed_runs", FAILED_RUNS)
