@@ -19,6 +19,10 @@ def _null_as_empty(value: Any) -> Any:
     return [] if value is None else value
 
 
+def _null_as_empty_mapping(value: Any) -> Any:
+    return {} if value is None else value
+
+
 class AgentReference(ApiModel):
     """An agent pinned to a version (always concrete in responses)."""
 
@@ -104,13 +108,14 @@ class Deployment(_Lifecycle, ApiModel):
     """A deployment: an agent bound to an environment, initial events, resources and an optional schedule."""
 
     id: str
-    type: Literal["deployment"] = "deployment"
+    # Any string: a type this client does not know yet is kept, as the SDK keeps it.
+    type: str = "deployment"
     name: str
     description: str | None = None
     agent: AgentReference
     environment_id: str
     initial_events: list[InitialEvent] = Field(default_factory=list)
-    metadata: dict[str, str] = Field(default_factory=dict)
+    metadata: Annotated[dict[str, str], BeforeValidator(_null_as_empty_mapping)] = Field(default_factory=dict)
     resources: list[Resource] = Field(default_factory=list)
     vault_ids: list[str] = Field(default_factory=list)
     schedule: Schedule | None = None

@@ -160,7 +160,8 @@ class SystemMessageEvent(ApiModel):
     """A ``system.message`` initial event."""
 
     type: Literal["system.message"] = "system.message"
-    content: list[TextBlock]
+    # Requests allow text only (models.params); a response keeps any block it holds.
+    content: list[ContentBlock]
 
 
 InitialEvent = Annotated[

@@ -31,7 +31,6 @@ from airflow_provider_managed_agents.models.events import (
     ContentBlock,
     DefineOutcomeEvent,
     FileRubric,
-    SystemMessageEvent,
     TextBlock,
     TextRubric,
     UnknownObject,
@@ -183,9 +182,11 @@ class DefineOutcomeParam(DefineOutcomeEvent):
     max_iterations: int | None = Field(default=None, ge=1, le=MAX_ITERATIONS_LIMIT)
 
 
-class SystemMessageParam(SystemMessageEvent):
-    """A ``system.message`` with at least one text block."""
+class SystemMessageParam(ApiModel):
+    """A ``system.message`` with at least one text block (a response may hold other blocks:
+    :class:`SystemMessageEvent`)."""
 
+    type: Literal["system.message"] = "system.message"
     content: list[TextBlock] = Field(min_length=1)
 
 

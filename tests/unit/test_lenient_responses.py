@@ -54,6 +54,19 @@ ODD_SHAPES: list[tuple[str, dict[str, Any], Any]] = [
         "12.5",
     ),
     ("upcoming_runs_at null", odd("schedule.upcoming_runs_at", None), []),
+    ("metadata null", odd("metadata", None), {}),
+    ("unknown deployment type", odd("type", "deployment_v2"), "deployment_v2"),
+    (
+        "non-text block in a system.message",
+        odd(
+            "initial_events",
+            [
+                {"type": "user.message", "content": [{"type": "text", "text": "go"}]},
+                {"type": "system.message", "content": [{"type": "image", "source": {"type": "url", "url": "u"}}]},
+            ],
+        ),
+        "image",
+    ),
 ]
 
 
@@ -72,6 +85,12 @@ def read_back(name: str, deployment: Any) -> Any:
         return deployment.budget.max_list_cost.currency
     if name == "non-integer amount":
         return deployment.budget.max_list_cost.amount
+    if name == "metadata null":
+        return deployment.metadata
+    if name == "unknown deployment type":
+        return deployment.type
+    if name.startswith("non-text block"):
+        return deployment.initial_events[1].content[0].type
     return deployment.schedule.upcoming_runs_at
 
 
