@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_managed_agents.get_provider_info import DEFAULT_CONN_ID
+
 if TYPE_CHECKING:
     from airflow.sdk import Asset, Context
 
@@ -30,7 +32,7 @@ def deployment_runs_asset(
     *,
     trigger_type: str | None = None,
     has_error: bool | None = None,
-    managed_agents_conn_id: str = "managed_agents_default",
+    managed_agents_conn_id: str = DEFAULT_CONN_ID,
     poll_interval: float = 60.0,
 ) -> Asset:
     """An asset updated by each new run of a deployment, watched from the triggerer.

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         AirflowRescheduleException,
         AirflowSensorTimeout,
         AirflowSkipException,
+        AirflowTaskTimeout,
         TaskDeferralError,
         TaskDeferralTimeout,
         TaskDeferred,
@@ -54,6 +55,7 @@ else:
             AirflowRescheduleException,
             AirflowSensorTimeout,
             AirflowSkipException,
+            AirflowTaskTimeout,
             TaskDeferralError,
             TaskDeferralTimeout,
             TaskDeferred,
@@ -66,6 +68,7 @@ else:
             AirflowRescheduleException,
             AirflowSensorTimeout,
             AirflowSkipException,
+            AirflowTaskTimeout,
             TaskDeferralError,
             TaskDeferralTimeout,
             TaskDeferred,
@@ -78,6 +81,7 @@ __all__ = [
     "AirflowRescheduleException",
     "AirflowSensorTimeout",
     "AirflowSkipException",
+    "AirflowTaskTimeout",
     "BaseHook",
     "TaskDeferralError",
     "TaskDeferralTimeout",
@@ -91,6 +95,7 @@ __all__ = [
     "get_connection",
     "mask_secret",
     "triggers_hear_kills",
+    "xcom_value",
 ]
 
 
@@ -201,3 +206,13 @@ def connection_form_widgets() -> dict[str, Any]:
         else:  # strings, and numbers (a FloatField would be refused): the hook reads either
             widgets[name] = StringField(spec["label"], validators=[Optional()], description=spec["description"])
     return widgets
+
+
+def xcom_value(ti_key: Any, key: str) -> Any:
+    """The XCom ``key`` a task instance pushed (None when it pushed none), read through the
+    configured XCom backend: what an extra link shows."""
+    try:  # Airflow >= 3.0 on a worker: the Task SDK's backend
+        from airflow.sdk.execution_time.xcom import XCom
+    except ImportError:  # pragma: no cover - older layouts
+        from airflow.models.xcom import XCom  # type: ignore[no-redef]
+    return XCom.get_value(ti_key=ti_key, key=key)

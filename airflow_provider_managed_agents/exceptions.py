@@ -544,43 +544,6 @@ class UnknownSessionStopError(SessionError):
 # --- across the triggerer boundary -----------------------------------------------------------
 
 
-def error_to_payload(exc: ManagedAgentsError) -> dict[str, Any] | None:
-    """A JSON-safe record of ``exc`` from which :func:`error_from_payload` rebuilds the same
-    class with the same message on the worker; None for errors that do not cross (run errors
-    and unrunnable deployments travel as the run or deployment state that decides them)."""
-    if isinstance(exc, ManagedAgentsAPIError):
-        return {
-            "kind": "api",
-            "message": exc.message,
-            "status": exc.status,
-            "error_type": exc.error_type,
-            "request_id": exc.request_id,
-            "details": exc.details,
-            "method": exc.method,
-            "path": exc.path,
-        }
-    if isinstance(exc, ManagedAgentsValidationError):
-        return {"kind": "validation", "what": exc.what, "problems": [list(p) for p in exc.problems]}
-    if isinstance(exc, ManagedAgentsResponseError):
-        return {"kind": "response", "message": str(exc), "request_id": exc.request_id, "field": exc.field}
-    return None
-
-
-def error_from_payload(data: dict[str, Any]) -> ManagedAgentsError:
-    """The exception :func:`error_to_payload` recorded."""
-    kind = data.get("kind")
-    if kind == "api":
-        return api_error_class(int(data["status"]))(
-            data["message"],
-            status=int(data["status"]),
-            error_type=data.get("error_type"),
-            request_id=data.get("request_id"),
-            details=data.get("details"),
-            method=data.get("method"),
-            path=data.get("path"),
-        )
-    if kind == "validation":
-        return ManagedAgentsValidationError(data["what"], [(str(p), str(m)) for p, m in data["problems"]])
-    if kind == "response":
-        return ManagedAgentsResponseError(data["message"], request_id=data.get("request_id"), field=data.get("field"))
-    return ManagedAgentsError(f"Unrecognised error record from the triggerer: {kind!r}")
+class MalformedTriggerEventError(ManagedAgentsError, AirflowFailException):
+    """A trigger event this provider cannot read (a field missing, another trigger's or another
+    version's event): names the trigger and the field. Retrying would read the same event."""

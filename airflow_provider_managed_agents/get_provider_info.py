@@ -7,6 +7,10 @@ from typing import Any
 from airflow_provider_managed_agents import __version__
 
 PACKAGE = "airflow_provider_managed_agents"
+CONN_TYPE = "managed_agents"
+# The connection every hook, operator, sensor, trigger and asset uses unless told otherwise
+# (ManagedAgentsHook.default_conn_name), in this light module so the DAG-parse path can name it.
+DEFAULT_CONN_ID = "managed_agents_default"
 DOCUMENTATION_URL = "https://github.com/airflow-provider-managed-agents/airflow-provider-managed-agents#readme"
 
 # The connection form, declared once: Airflow >= 3.2 reads these from the provider info, older
@@ -70,7 +74,7 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "Anthropic Managed Agents",
-                "python-modules": [f"{PACKAGE}.operators.deployments"],
+                "python-modules": [f"{PACKAGE}.operators.deployments", f"{PACKAGE}.operators.runs"],
             }
         ],
         "sensors": [
@@ -92,13 +96,13 @@ def get_provider_info() -> dict[str, Any]:
         # The scheme of deployment_runs_asset() and of the operators' announcing outlets.
         "asset-uris": [{"schemes": ["managed-agents"], "handler": None}],
         "extra-links": [
-            f"{PACKAGE}.operators.deployments.ManagedAgentsDeploymentLink",
-            f"{PACKAGE}.operators.following.ManagedAgentsSessionLink",
+            f"{PACKAGE}.links.ManagedAgentsDeploymentLink",
+            f"{PACKAGE}.links.ManagedAgentsSessionLink",
         ],
         "connection-types": [
             {
                 "hook-class-name": f"{PACKAGE}.hooks.managed_agents.ManagedAgentsHook",
-                "connection-type": "managed_agents",
+                "connection-type": CONN_TYPE,
                 "hook-name": "Anthropic Managed Agents",
                 "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
                 "conn-fields": CONN_FIELDS,

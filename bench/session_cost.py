@@ -36,6 +36,7 @@ from waiting_cost import VirtualTime
 from airflow_provider_managed_agents.emulator.server import EmulatorHandle, start_emulator_process
 from airflow_provider_managed_agents.hooks.wire import API_VERSION, MANAGED_AGENTS_BETA
 from airflow_provider_managed_agents.models.base import parse_timestamp
+from airflow_provider_managed_agents.waiting.events import SessionWaitEvent, decode
 
 POLL = 30.0
 TURN = 60.0
@@ -59,7 +60,8 @@ def started_session(hook: Any, emulator: EmulatorHandle, turns: int, *, outcome:
 
 def ours(hook: Any, emulator: EmulatorHandle, session_id: str, clock: VirtualTime) -> str:
     """The run operator's follow, as it runs in a worker (its clock is the emulator's)."""
-    from airflow_provider_managed_agents.operators.deployments import ManagedAgentsRunDeploymentOperator
+    from airflow_provider_managed_agents.following import TimeLimit
+    from airflow_provider_managed_agents.operators.runs import ManagedAgentsRunDeploymentOperator
     from airflow_provider_managed_agents.waiting import clock as provider_clock
     from airflow_provider_managed_agents.waiting.sessions import final_message
 
@@ -67,7 +69,8 @@ def ours(hook: Any, emulator: EmulatorHandle, session_id: str, clock: VirtualTim
     provider_clock.sleep = clock.sleep  # type: ignore[assignment]
     op = ManagedAgentsRunDeploymentOperator(task_id="bench", deployment_id="x", poll_interval=POLL)
     op.__dict__["hook"] = hook
-    verdict = op._follow_here(session_id, clock.now() + timedelta(hours=12), 43_200, just_started=True)
+    limit = TimeLimit(clock.now() + timedelta(hours=12), 43_200)
+    verdict = op._follow_here(session_id, limit, clock.now() + timedelta(seconds=POLL))
     final_message(hook, session_id)
     return verdict.status
 
@@ -185,7 +188,7 @@ async def many_waits(count: int, poll_interval: float, emulator: EmulatorHandle)
 
     async def wait(session_id: str) -> None:
         async for event in ManagedAgentsSessionTrigger(session_id=session_id, poll_interval=poll_interval).run():
-            assert event.payload["status"] == "success", event.payload
+            assert decode(event.payload, SessionWaitEvent).verdict().status == "success", event.payload
             fired_at[session_id] = time.time()
             return
 

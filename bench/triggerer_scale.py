@@ -52,8 +52,10 @@ def through_the_feed(wait: Any, deadline: Any) -> Any:
 
 
 async def _first_event(trigger: Any) -> str:
+    from airflow_provider_managed_agents.waiting.events import RunWaitEvent, decode
+
     async for event in trigger.run():
-        return str(event.payload["status"])
+        return decode(event.payload, RunWaitEvent).verdict().status
     return "no event"
 
 
@@ -63,7 +65,7 @@ async def alone(wait: Any, deadline: Any) -> str:
     from airflow_provider_managed_agents.waiting.runs import LookState
 
     verdict = await follow_alone(wait, ManagedAgentsHook(), LookState(), deadline, 3600, None)
-    return verdict["status"] if isinstance(verdict, dict) else verdict.status
+    return verdict.status
 
 
 def by_endpoint(emulator: EmulatorHandle) -> Counter[str]:

@@ -63,6 +63,9 @@ Control endpoints (JSON, no auth), off the API's path space:
                                                      (any type string, also unknown ones)
 ``POST /_emulator/deployments/{id}/fire``             a scheduled fire now -> ``{"run", "deployment"}``
 ``POST /_emulator/deployments/{id}/seed_runs``        ``{"count"}``: record that many manual runs at once
+``POST /_emulator/deployments/{id}/jitter``           ``{"seconds"}``: the delay of its scheduled fires
+                                                     (0-60; default drawn from its id in
+                                                     ``[0, max_jitter]``)
 ``POST /_emulator/clock``                             ``{"advance_seconds", "freeze"}``: freeze (only jumps
                                                      move it then) and/or move the clock; fires and
                                                      session steps due by then happen before it answers

@@ -375,6 +375,15 @@ class Emulator:
         count = int((await self._body(request)).get("count", 1))
         return {"runs": self.world.seed_runs(request.path_params["deployment_id"], count)}
 
+    async def c_jitter(self, request: Request) -> Any:
+        deployment_id = request.path_params["deployment_id"]
+        self.world.deployment(deployment_id)  # a 404 for an unknown deployment
+        seconds = float((await self._body(request))["seconds"])
+        if not 0 <= seconds <= 60:
+            raise ValueError("seconds must be between 0 and 60")
+        self.world.jitters[deployment_id] = seconds
+        return {"deployment_id": deployment_id, "jitter_seconds": seconds}
+
     async def c_fire(self, request: Request) -> Any:
         run = self.world.fire(request.path_params["deployment_id"])
         return {
@@ -493,6 +502,7 @@ class Emulator:
             ("POST", f"{c}/deployments/{{deployment_id}}/fire", self.c_fire),
             ("POST", f"{c}/deployments/{{deployment_id}}/next_run_error", self.c_next_run_error),
             ("POST", f"{c}/deployments/{{deployment_id}}/seed_runs", self.c_seed_runs),
+            ("POST", f"{c}/deployments/{{deployment_id}}/jitter", self.c_jitter),
             ("POST", f"{c}/deployments/{{deployment_id}}/session_script", self.c_session_script),
             ("POST", f"{c}/sessions/next_script", self.c_next_session_script),
             ("POST", f"{c}/sessions/default_script", self.c_default_session_script),

@@ -87,15 +87,20 @@ def free_port() -> int:
 
 @contextmanager
 def run_emulator(
-    *, api_key: str = DEFAULT_TEST_KEY, max_jitter: float = 1.0, state_file: Path | None = None
+    *,
+    api_key: str = DEFAULT_TEST_KEY,
+    max_jitter: float = 1.0,
+    state_file: Path | None = None,
+    port: int | None = None,
 ) -> Iterator[EmulatorHandle]:
-    """Serve an emulator on a free 127.0.0.1 port in a background thread for the block's duration."""
+    """Serve an emulator on 127.0.0.1 (on ``port``, else a free one) in a background thread for
+    the block's duration; with ``state_file``, a later emulator on the same port carries on."""
     import uvicorn
 
     from airflow_provider_managed_agents.emulator.app import Emulator
 
     emulator = Emulator(api_key=api_key, max_jitter=max_jitter, state_file=state_file)
-    port = free_port()
+    port = port or free_port()
     config = uvicorn.Config(
         emulator.app,
         host="127.0.0.1",

@@ -128,6 +128,8 @@ class World:
         # When a schedule was (re)armed: creation, unpause or a new schedule. The next fire is
         # the first occurrence after it, even if the scheduler's next tick comes later.
         self.armed_at: dict[str, datetime] = {}
+        # Jitter set by the controls for one deployment, in seconds (else drawn from its id).
+        self.jitters: dict[str, float] = {}
         self.session_times: list[datetime] = []
         self.sessions = Sessions()
         self.clock = Clock()
@@ -150,6 +152,7 @@ class World:
             "organization_disabled": self.organization_disabled,
             "workspace_archived": self.workspace_archived,
             "sessions_per_minute": self.sessions_per_minute,
+            "jitters": self.jitters,
         }
         with sqlite3.connect(self.state_file) as db:
             db.execute("create table if not exists state (key text primary key, value text)")
@@ -172,6 +175,7 @@ class World:
         self.organization_disabled = snapshot["organization_disabled"]
         self.workspace_archived = snapshot["workspace_archived"]
         self.sessions_per_minute = snapshot["sessions_per_minute"]
+        self.jitters = snapshot.get("jitters", {})
 
     # --- the world -----------------------------------------------------------------------
 
@@ -500,7 +504,10 @@ class World:
     # --- the schedule --------------------------------------------------------------------
 
     def jitter(self, deployment_id: str) -> timedelta:
-        """A fixed per-schedule delay in [0, max_jitter], as the service spreads load."""
+        """A fixed per-schedule delay in [0, max_jitter], as the service spreads load (or the
+        one the controls set)."""
+        if deployment_id in self.jitters:
+            return timedelta(seconds=self.jitters[deployment_id])
         digest = hashlib.sha256(deployment_id.encode()).digest()
         return timedelta(seconds=self.max_jitter * int.from_bytes(digest[:4], "big") / 2**32)
 

@@ -29,6 +29,7 @@ from airflow_provider_managed_agents.exceptions import (
     ManagedAgentsPermissionError,
     ManagedAgentsValidationError,
 )
+from airflow_provider_managed_agents.get_provider_info import CONN_TYPE, DEFAULT_CONN_ID
 from airflow_provider_managed_agents.hooks.loop_pool import loop_pool
 from airflow_provider_managed_agents.hooks.wire import (
     DEFAULT_BASE_URL,
@@ -38,8 +39,8 @@ from airflow_provider_managed_agents.hooks.wire import (
     Attempts,
     Call,
     Secret,
-    ServerClock,
     Settings,
+    longest_call,
 )
 from airflow_provider_managed_agents.models.deployments import Deployment
 from airflow_provider_managed_agents.models.pages import Page
@@ -53,10 +54,11 @@ from airflow_provider_managed_agents.models.params import (
     SessionEventListFilters,
     SessionListFilters,
     UpdateDeploymentParams,
+    checked_id,
     validate_params,
     with_idempotency_marker,
 )
-from airflow_provider_managed_agents.models.runs import DeploymentRun
+from airflow_provider_managed_agents.models.runs import DeploymentRun, RunSend
 from airflow_provider_managed_agents.models.session_events import SentEvents, SessionEvent, SessionEventPage
 from airflow_provider_managed_agents.models.sessions import Session, SessionPage
 
@@ -85,10 +87,9 @@ ARCHIVE_PAUSE_SECONDS = 1.0
 
 
 def path_id(value: Any, field: str) -> str:
-    """An id checked (non-empty, not a dot segment) and escaped for a URL path."""
-    if not isinstance(value, str) or not value.strip() or value in {".", ".."}:
-        raise ManagedAgentsValidationError("arguments", [(field, "must be a non-empty id")])
-    return quote(value, safe="")
+    """An id checked (:func:`~airflow_provider_managed_agents.models.params.checked_id`) and
+    escaped for a URL path."""
+    return quote(checked_id(value, field), safe="")
 
 
 def _coerce(model: type[ParamsT], data: ParamsT | Mapping[str, Any], what: str) -> ParamsT:
@@ -160,15 +161,14 @@ class ManagedAgentsHook(BaseHook):
     """
 
     conn_name_attr = "managed_agents_conn_id"
-    default_conn_name = "managed_agents_default"
-    conn_type = "managed_agents"
+    default_conn_name = DEFAULT_CONN_ID
+    conn_type = CONN_TYPE
     hook_name = "Anthropic Managed Agents"
 
     def __init__(self, managed_agents_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.managed_agents_conn_id = managed_agents_conn_id
         self._settings: Settings | None = None
-        self.server_clock = ServerClock()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(managed_agents_conn_id={self.managed_agents_conn_id!r})"
@@ -209,7 +209,10 @@ class ManagedAgentsHook(BaseHook):
 
     @property
     def settings(self) -> Settings:
-        """Connection settings for the sync path, read once per hook."""
+        """Connection settings for the sync path, read once per hook.
+
+        :return: the connection's settings (the API key masked in every log from then on).
+        """
         if self._settings is None:
             try:
                 conn = get_connection(self, self.managed_agents_conn_id)
@@ -223,7 +226,10 @@ class ManagedAgentsHook(BaseHook):
 
     async def asettings(self) -> Settings:
         """Connection settings for the async path: shared by every hook of the event loop and
-        looked up again after ``SETTINGS_TTL_SECONDS``, so a rotated key reaches a running trigger."""
+        looked up again after ``SETTINGS_TTL_SECONDS``, so a rotated key reaches a running trigger.
+
+        :return: the connection's settings.
+        """
         return await loop_pool().settings(self.managed_agents_conn_id, self._aload_settings)
 
     async def _aload_settings(self) -> Settings:
@@ -240,7 +246,10 @@ class ManagedAgentsHook(BaseHook):
 
     @cached_property
     def client(self) -> httpx.Client:
-        """One keep-alive client per hook."""
+        """One keep-alive client per hook.
+
+        :return: the hook's blocking HTTP client (closed by :meth:`close`).
+        """
         return httpx.Client(**self.settings.client_options())
 
     def _sleep(self, seconds: float) -> None:
@@ -250,6 +259,8 @@ class ManagedAgentsHook(BaseHook):
         await asyncio.sleep(seconds)
 
     def close(self) -> None:
+        """Close the blocking client, if this hook opened one (the async clients belong to the
+        event loop: :mod:`~airflow_provider_managed_agents.hooks.loop_pool`)."""
         if "client" in self.__dict__:
             self.client.close()
             del self.__dict__["client"]
@@ -262,7 +273,6 @@ class ManagedAgentsHook(BaseHook):
             outcome: httpx.Response | httpx.TransportError
             try:
                 outcome = self.client.send(call.build(self.client))
-                self.server_clock.observe(outcome)
             except httpx.TransportError as exc:
                 outcome = exc
             delay = attempts.record(outcome)
@@ -284,7 +294,6 @@ class ManagedAgentsHook(BaseHook):
             try:
                 async with pool.request_slot(self.managed_agents_conn_id, settings) as client:
                     outcome = await client.send(call.build(client))
-                self.server_clock.observe(outcome)
             except httpx.TransportError as exc:
                 outcome = exc
             delay = attempts.record(outcome)
@@ -361,6 +370,11 @@ class ManagedAgentsHook(BaseHook):
         ``look_first`` also looks before the first send, through all of the agent's live
         deployments (``ceil(N / 100)`` requests for N of them), for one an earlier run made.
         Without a key the create is re-sent only when it provably did not reach the server.
+
+        :param params: the fields as one object (or give them as keywords, not both).
+        :param idempotency_key: the deployment's identity across sends (and DAG runs).
+        :param look_first: adopt the live deployment holding the key before sending.
+        :return: the deployment made (or adopted).
         """
         validated = _params_or_fields(CreateDeploymentParams, params, fields, "create_deployment parameters")
         if idempotency_key is None:
@@ -389,7 +403,13 @@ class ManagedAgentsHook(BaseHook):
     ) -> Deployment | None:
         """The live deployment of ``agent_id`` holding ``idempotency_key`` (archived ones are
         not looked at): one request per 100 of the agent's deployments created since
-        ``created_since`` (all of them without it)."""
+        ``created_since`` (all of them without it).
+
+        :param agent_id: the agent whose deployments to look through.
+        :param idempotency_key: the key a create stored in the deployment's metadata.
+        :param created_since: look only at deployments created since then.
+        :return: the deployment, or None.
+        """
         listed = self.list_deployments(agent_id=agent_id, created_at_gte=created_since, limit=DEPLOYMENTS_PAGE_MAX)
         return next((d for d in listed if d.metadata.get(IDEMPOTENCY_METADATA_KEY) == idempotency_key), None)
 
@@ -398,18 +418,37 @@ class ManagedAgentsHook(BaseHook):
         return Call("POST", "/v1/deployments", Deployment, body=params.to_body(), idempotent=False)
 
     def get_deployment(self, deployment_id: str) -> Deployment:
+        """Read a deployment.
+
+        :param deployment_id: the deployment.
+        :return: the deployment, with its schedule's upcoming fires.
+        """
         return self._call(self._get_deployment_call(deployment_id))
 
     async def aget_deployment(self, deployment_id: str) -> Deployment:
+        """:meth:`get_deployment` with the async client.
+
+        :param deployment_id: the deployment.
+        :return: the deployment.
+        """
         return await self._acall(self._get_deployment_call(deployment_id))
 
     def list_deployments(self, **filters: Any) -> Iterator[Deployment]:
-        """Every deployment matching ``filters`` (``agent_id``, ``status``, ``include_archived``,
-        ``created_at_gte``, ``created_at_lte``, ``limit`` = page size), fetched page by page."""
+        """Every deployment matching ``filters``, fetched page by page (one page in memory).
+
+        :param filters: ``agent_id``, ``status``, ``include_archived``, ``created_at_gte``,
+            ``created_at_lte``, ``limit`` (page size), validated before any request.
+        :return: a lazy iterator of deployments.
+        """
         first = _coerce(DeploymentListFilters, filters, "list_deployments filters")
         return self._paginate(first, self._list_deployments_call)
 
     def alist_deployments(self, **filters: Any) -> AsyncIterator[Deployment]:
+        """:meth:`list_deployments` with the async client.
+
+        :param filters: as :meth:`list_deployments`.
+        :return: a lazy async iterator of deployments.
+        """
         first = _coerce(DeploymentListFilters, filters, "list_deployments filters")
         return self._apaginate(first, self._list_deployments_call)
 
@@ -420,89 +459,155 @@ class ManagedAgentsHook(BaseHook):
         /,
         **fields: Any,
     ) -> Deployment:
-        """Update only the fields given (as ``params`` or as keywords): omitted = preserve,
-        None = clear, ``metadata`` a merge patch."""
+        """Update only the fields given: omitted = preserve, None = clear, ``metadata`` a merge
+        patch. Safe to re-send: the same update converges to the same state.
+
+        :param deployment_id: the deployment.
+        :param params: the fields as one object (or give them as keywords, not both).
+        :return: the updated deployment.
+        """
         body = _params_or_fields(UpdateDeploymentParams, params, fields, "update_deployment parameters").to_body()
         path = f"/v1/deployments/{path_id(deployment_id, 'deployment_id')}"
         # Replaying the same full replacement converges to the same state: safe to re-send.
         return self._call(Call("POST", path, Deployment, body=body))
 
     def archive_deployment(self, deployment_id: str) -> Deployment:
+        """Archive a deployment (terminal; archiving an archived one changes nothing).
+
+        :param deployment_id: the deployment.
+        :return: the deployment, ``archived_at`` set.
+        """
         return self._call(self._action_call(deployment_id, "archive"))
 
     def pause_deployment(self, deployment_id: str) -> Deployment:
+        """Pause a deployment's schedule (manual runs stay allowed).
+
+        :param deployment_id: the deployment.
+        :return: the deployment, paused.
+        """
         return self._call(self._action_call(deployment_id, "pause"))
 
     def unpause_deployment(self, deployment_id: str) -> Deployment:
+        """Resume a deployment's schedule from its next fire (no backfill).
+
+        :param deployment_id: the deployment.
+        :return: the deployment, active.
+        """
         return self._call(self._action_call(deployment_id, "unpause"))
 
-    def run_deployment(self, deployment_id: str) -> DeploymentRun:
-        """Start a manual run now and return its run record.
+    def run_deployment(self, deployment_id: str, *, on_send: Callable[[RunSend], None] | None = None) -> DeploymentRun:
+        """Start a manual run now.
 
-        Never blindly re-sent once the request may have reached the server: after such a
-        failure the oldest manual run of the deployment created since the send is adopted (one
-        request), and only when there is none is the run sent again. The API has no idempotency
-        key for runs, so a manual run someone else started in those seconds would be adopted.
+        Exactly-once: the API has no idempotency key for runs, so before sending, the manual
+        runs the deployment already has in the send's window are noted (one request: a
+        :class:`~airflow_provider_managed_agents.models.runs.RunSend`). After a failure that may
+        have taken effect, the oldest manual run created since that is not one of them is adopted
+        (one request), and only when there is none is the run sent again. A manual run someone
+        else starts while the request is in flight would be taken for this one.
+
+        :param deployment_id: the deployment to run.
+        :param on_send: called with the send's record just before the first send, for a caller
+            that must find this run again after a crash (the run operator's journal).
+        :return: the run record: ``session_id`` on success, a typed ``error`` on failure.
         """
         path = f"/v1/deployments/{path_id(deployment_id, 'deployment_id')}/run"
-        sent_local = time.time()
-        sent_from = _utc_now() - RUN_CLOCK_ALLOWANCE
+        send = self._note_run_send(deployment_id)
+        if on_send is not None:
+            on_send(send)
 
         def made_by_the_failed_send() -> DeploymentRun | None:
-            run = self.find_manual_run(deployment_id, created_from=sent_from, sent_at=sent_local)
+            run = self.find_run_made_by(send)
             if run is not None:
                 self.log.info("Adopted run %s, made by the request that failed", run.id)
             return run
 
         return self._call(Call("POST", path, DeploymentRun, idempotent=False), made_by_the_failed_send)
 
-    def find_manual_run(
-        self,
-        deployment_id: str,
-        *,
-        created_from: datetime,
-        created_to: datetime | None = None,
-        sent_at: float | None = None,
-    ) -> DeploymentRun | None:
-        """The oldest manual run of the deployment created in ``[created_from, created_to]``;
-        with ``sent_at`` (this machine's time of a send), only one the service can have recorded
-        after that send, by its clock (from its ``date`` headers): a run made a few seconds
-        earlier, inside the clock allowance, is not taken for this send's."""
+    def _note_run_send(self, deployment_id: str) -> RunSend:
+        sent_from = _utc_now() - RUN_CLOCK_ALLOWANCE
         page = self.list_deployment_runs_page(
             deployment_id=deployment_id,
             trigger_type="manual",
-            created_at_gte=created_from,
-            created_at_lte=created_to,
+            created_at_gte=sent_from,
             limit=DEPLOYMENT_RUNS_PAGE_MAX,
         )
-        earliest = self.server_clock.earliest(sent_at) if sent_at is not None else None
-        candidates = [r for r in page.data if earliest is None or r.created_at.timestamp() >= earliest]
-        return min(candidates, key=lambda run: (run.created_at, run.id), default=None)
+        until = _utc_now() + timedelta(seconds=longest_call(self.settings)) + RUN_CLOCK_ALLOWANCE
+        return RunSend(
+            deployment_id=deployment_id,
+            sent_from=sent_from,
+            sent_until=until,
+            before=tuple(sorted(run.id for run in page.data)),
+        )
+
+    def find_run_made_by(self, send: RunSend) -> DeploymentRun | None:
+        """The run a :meth:`run_deployment` send made, when its answer was lost.
+
+        :param send: the record the send was noted in.
+        :return: the oldest manual run of the deployment created in the send's window that was
+            not there before it (one request), or None when the send made none.
+        """
+        page = self.list_deployment_runs_page(
+            deployment_id=send.deployment_id,
+            trigger_type="manual",
+            created_at_gte=send.sent_from,
+            created_at_lte=send.sent_until,
+            limit=DEPLOYMENT_RUNS_PAGE_MAX,
+        )
+        made = [run for run in page.data if run.id not in send.before]
+        return min(made, key=lambda run: (run.created_at, run.id), default=None)
 
     # --- deployment runs ---------------------------------------------------------------------
 
     def get_deployment_run(self, deployment_run_id: str) -> DeploymentRun:
+        """Read a run (it never changes once written).
+
+        :param deployment_run_id: the run.
+        :return: the run: ``session_id`` or a typed ``error``.
+        """
         return self._call(self._get_run_call(deployment_run_id))
 
     async def aget_deployment_run(self, deployment_run_id: str) -> DeploymentRun:
+        """:meth:`get_deployment_run` with the async client.
+
+        :param deployment_run_id: the run.
+        :return: the run.
+        """
         return await self._acall(self._get_run_call(deployment_run_id))
 
     def list_deployment_runs(self, **filters: Any) -> Iterator[DeploymentRun]:
-        """Every run matching ``filters`` (``deployment_id``, ``has_error``, ``trigger_type``,
-        ``created_at_gt|gte|lt|lte``, ``limit`` = page size), fetched lazily page by page."""
+        """Every run matching ``filters``, fetched lazily page by page.
+
+        :param filters: ``deployment_id``, ``has_error``, ``trigger_type``,
+            ``created_at_gt|gte|lt|lte``, ``limit`` (page size, up to 1,000).
+        :return: a lazy iterator of runs.
+        """
         first = _coerce(DeploymentRunListFilters, filters, "list_deployment_runs filters")
         return self._paginate(first, self._list_runs_call)
 
     def alist_deployment_runs(self, **filters: Any) -> AsyncIterator[DeploymentRun]:
+        """:meth:`list_deployment_runs` with the async client.
+
+        :param filters: as :meth:`list_deployment_runs`.
+        :return: a lazy async iterator of runs.
+        """
         first = _coerce(DeploymentRunListFilters, filters, "list_deployment_runs filters")
         return self._apaginate(first, self._list_runs_call)
 
     def list_deployment_runs_page(self, **filters: Any) -> DeploymentRunPage:
-        """One page of runs: a single request."""
+        """One page of runs: a single request.
+
+        :param filters: as :meth:`list_deployment_runs`, and ``page`` (a cursor).
+        :return: the page (``data``, ``next_page``).
+        """
         first = _coerce(DeploymentRunListFilters, filters, "list_deployment_runs filters")
         return self._call(self._list_runs_call(first))
 
     async def alist_deployment_runs_page(self, **filters: Any) -> DeploymentRunPage:
+        """:meth:`list_deployment_runs_page` with the async client.
+
+        :param filters: as :meth:`list_deployment_runs_page`.
+        :return: the page.
+        """
         first = _coerce(DeploymentRunListFilters, filters, "list_deployment_runs filters")
         return await self._acall(self._list_runs_call(first))
 
@@ -530,57 +635,110 @@ class ManagedAgentsHook(BaseHook):
         return Call("POST", self._session_path(session_id, "/archive"), Session)
 
     def get_session(self, session_id: str) -> Session:
+        """Read a session.
+
+        :param session_id: the session.
+        :return: the session: status, outcome evaluations, usage.
+        """
         return self._call(self._get_session_call(session_id))
 
     async def aget_session(self, session_id: str) -> Session:
+        """:meth:`get_session` with the async client.
+
+        :param session_id: the session.
+        :return: the session.
+        """
         return await self._acall(self._get_session_call(session_id))
 
     def list_sessions(self, **filters: Any) -> Iterator[Session]:
-        """Every session matching ``filters`` (``deployment_id``, ``statuses``, ``agent_id``,
-        ``agent_version``, ``created_at_gt|gte|lt|lte``, ``include_archived``, ``order``,
-        ``memory_store_id``, ``limit`` = page size), newest first by default, page by page."""
+        """Every session matching ``filters``, newest first by default, page by page.
+
+        :param filters: ``deployment_id``, ``statuses``, ``agent_id``, ``agent_version``,
+            ``created_at_gt|gte|lt|lte``, ``include_archived``, ``order``, ``memory_store_id``,
+            ``limit`` (page size).
+        :return: a lazy iterator of sessions.
+        """
         first = _coerce(SessionListFilters, filters, "list_sessions filters")
         return self._paginate(first, self._list_sessions_call)
 
     def list_sessions_page(self, **filters: Any) -> SessionPage:
-        """One page of sessions (``next_page`` and ``prev_page`` cursors): a single request."""
+        """One page of sessions: a single request.
+
+        :param filters: as :meth:`list_sessions`, and ``page`` (a cursor).
+        :return: the page (``data``, ``next_page``, ``prev_page``).
+        """
         first = _coerce(SessionListFilters, filters, "list_sessions filters")
         return self._call(Call("GET", "/v1/sessions", SessionPage, query=first.to_query()))
 
     def list_session_events(self, session_id: str, **filters: Any) -> Iterator[SessionEvent]:
-        """The session's events matching ``filters`` (``types``, ``order`` (default oldest
-        first), ``created_at_gt|gte|lt|lte`` against ``processed_at``, ``limit`` = page size),
-        fetched lazily page by page."""
+        """The session's events matching ``filters``, fetched lazily page by page.
+
+        :param session_id: the session.
+        :param filters: ``types``, ``order`` (default oldest first), ``created_at_gt|gte|lt|lte``
+            (against ``processed_at``), ``limit`` (page size).
+        :return: a lazy iterator of events (unknown types kept as they came).
+        """
         first = _coerce(SessionEventListFilters, filters, "list_session_events filters")
         return self._paginate(first, self._events_call(session_id))
 
     def list_session_events_page(self, session_id: str, **filters: Any) -> SessionEventPage:
-        """One page of the session's events: a single request."""
+        """One page of the session's events: a single request.
+
+        :param session_id: the session.
+        :param filters: as :meth:`list_session_events`, and ``page`` (a cursor).
+        :return: the page.
+        """
         first = _coerce(SessionEventListFilters, filters, "list_session_events filters")
         return self._call(self._events_call(session_id)(first))
 
     async def alist_session_events_page(self, session_id: str, **filters: Any) -> SessionEventPage:
+        """:meth:`list_session_events_page` with the async client.
+
+        :param session_id: the session.
+        :param filters: as :meth:`list_session_events_page`.
+        :return: the page.
+        """
         first = _coerce(SessionEventListFilters, filters, "list_session_events filters")
         return await self._acall(self._events_call(session_id)(first))
 
     def interrupt_session(self, session_id: str) -> None:
         """Send ``user.interrupt``: the running turn ends (``end_turn``), an active outcome
-        becomes ``interrupted``; no effect on an idle session."""
+        becomes ``interrupted``; no effect on an idle session. Safe to re-send.
+
+        :param session_id: the session.
+        """
         self._call(self._send_events_call(session_id, [{"type": "user.interrupt"}]))
 
     async def ainterrupt_session(self, session_id: str) -> None:
+        """:meth:`interrupt_session` with the async client.
+
+        :param session_id: the session.
+        """
         await self._acall(self._send_events_call(session_id, [{"type": "user.interrupt"}]))
 
     def archive_session(self, session_id: str) -> Session:
-        """Archive the session (read-only afterwards); refused (400) while it runs."""
+        """Archive the session (read-only afterwards); refused (400) while it runs.
+
+        :param session_id: the session.
+        :return: the session, archived.
+        """
         return self._call(self._archive_session_call(session_id))
 
     async def aarchive_session(self, session_id: str) -> Session:
+        """:meth:`archive_session` with the async client.
+
+        :param session_id: the session.
+        :return: the session, archived.
+        """
         return await self._acall(self._archive_session_call(session_id))
 
     def stop_session(self, session_id: str, how: str) -> None:
-        """Stop a session a killed task was following: ``interrupt`` it, or ``archive`` it
-        (interrupting first while archiving is refused because it still runs)."""
+        """Stop a session a task gives up on: ``interrupt`` it, or ``archive`` it (interrupting
+        first, and archiving once the turn has wound down: refused while it still runs).
+
+        :param session_id: the session.
+        :param how: ``interrupt`` or ``archive``.
+        """
         from airflow_provider_managed_agents.exceptions import ManagedAgentsBadRequestError
 
         self.interrupt_session(session_id)
@@ -596,7 +754,11 @@ class ManagedAgentsHook(BaseHook):
                 self._sleep(ARCHIVE_PAUSE_SECONDS)
 
     async def astop_session(self, session_id: str, how: str) -> None:
-        """:meth:`stop_session` from the triggerer."""
+        """:meth:`stop_session` with the async client (a trigger giving up).
+
+        :param session_id: the session.
+        :param how: ``interrupt`` or ``archive``.
+        """
         from airflow_provider_managed_agents.exceptions import ManagedAgentsBadRequestError
 
         await self.ainterrupt_session(session_id)
@@ -614,7 +776,10 @@ class ManagedAgentsHook(BaseHook):
     # --- UI ----------------------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
-        """For the UI's Test button: one cheap authenticated call."""
+        """For the UI's Test button: one cheap authenticated call.
+
+        :return: whether it worked, and what to show.
+        """
         try:
             page = self._call(self._list_deployments_call(DeploymentListFilters(limit=1)))
         except ManagedAgentsAuthenticationError:

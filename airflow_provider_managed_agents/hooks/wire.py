@@ -180,33 +180,6 @@ def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) ->
     return max(when.timestamp() - (now if now is not None else time.time()), 0.0)
 
 
-@dataclass
-class ServerClock:
-    """The service's clock, as the ``date`` header of its answers tells it: how far to trust a
-    ``created_at`` against this machine's clock when matching a write to a lost answer."""
-
-    offset: float | None = None  # service minus local, in seconds
-    # The header is whole seconds: the service's time lies in [date, date + 1 s).
-    RESOLUTION: float = 1.0
-
-    def observe(self, response: httpx.Response) -> None:
-        raw = response.headers.get("date")
-        if not raw:
-            return
-        try:
-            server = email.utils.parsedate_to_datetime(raw).timestamp()
-        except (TypeError, ValueError):
-            return
-        self.offset = server + self.RESOLUTION / 2 - time.time()
-
-    def earliest(self, local: float) -> float | None:
-        """The service time before which nothing sent at local time ``local`` can have been
-        recorded, or None while the offset is unknown."""
-        if self.offset is None:
-            return None
-        return local + self.offset - self.RESOLUTION
-
-
 def _retryable_status(status: int) -> bool:
     return status in RETRYABLE_STATUSES or status >= 500
 
@@ -218,6 +191,14 @@ def _should_retry_header(response: httpx.Response) -> bool | None:
     if value == "false":
         return False
     return None
+
+
+def longest_call(settings: Settings) -> float:
+    """Seconds one call can take, every retry and every wait between them included (a server's
+    ``retry-after`` up to :data:`MAX_RETRY_AFTER_SECONDS`): how long after its start a write can
+    still land."""
+    attempts = settings.max_retries + 1
+    return settings.timeout * attempts + max(MAX_BACKOFF_SECONDS, MAX_RETRY_AFTER_SECONDS) * settings.max_retries
 
 
 def error_from_response(response: httpx.Response, call: Call[Any]) -> ManagedAgentsAPIError:

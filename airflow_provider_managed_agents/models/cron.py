@@ -180,6 +180,12 @@ def _instants(day: date, hour: int, minute: int, tz: ZoneInfo) -> list[datetime]
 _SEARCH_DAYS = 366 * 30
 
 
+def _fires_on(day: date, schedule: CronSchedule, tz: ZoneInfo) -> list[datetime]:
+    if not schedule.matches_day(day):
+        return []
+    return [i for hour in schedule.hours for minute in schedule.minutes for i in _instants(day, hour, minute, tz)]
+
+
 def fire_times_after(expression: str, timezone: str, after: datetime, count: int = 5) -> list[pendulum.DateTime]:
     """The next ``count`` fire instants strictly after ``after``, in UTC, before jitter."""
     schedule = parse_cron(expression)
@@ -189,10 +195,7 @@ def fire_times_after(expression: str, timezone: str, after: datetime, count: int
     found: list[datetime] = []
     settled = False
     for _ in range(_SEARCH_DAYS):
-        if schedule.matches_day(day):
-            for hour in schedule.hours:
-                for minute in schedule.minutes:
-                    found.extend(i for i in _instants(day, hour, minute, tz) if i > after_utc)
+        found.extend(i for i in _fires_on(day, schedule, tz) if i > after_utc)
         day += timedelta(days=1)
         if len(found) >= count:
             # Look at one more day: a fold near midnight can order instants across days.
@@ -200,3 +203,18 @@ def fire_times_after(expression: str, timezone: str, after: datetime, count: int
                 break
             settled = True
     return [pendulum.instance(i) for i in sorted(found)[:count]]
+
+
+def fire_times_between(expression: str, timezone: str, start: datetime, end: datetime) -> list[pendulum.DateTime]:
+    """The fire instants in ``(start, end]``, in UTC, before jitter: for short spans (the days
+    between are walked one by one)."""
+    schedule = parse_cron(expression)
+    tz = zone(timezone)
+    start_utc, end_utc = start.astimezone(UTC), end.astimezone(UTC)
+    day = start_utc.astimezone(tz).date() - timedelta(days=1)
+    last = end_utc.astimezone(tz).date() + timedelta(days=1)
+    found: list[datetime] = []
+    while day <= last:
+        found.extend(i for i in _fires_on(day, schedule, tz) if start_utc < i <= end_utc)
+        day += timedelta(days=1)
+    return [pendulum.instance(i) for i in sorted(found)]

@@ -6,6 +6,8 @@ their string, and request-side limits live in :mod:`~airflow_provider_managed_ag
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Discriminator, Field, Tag
@@ -140,6 +142,8 @@ class DeploymentState(_Lifecycle, ApiModel):
     paused_reason: PausedReason | None = None
     archived_at: Timestamp | None = None
     scheduled: bool = False
+    expression: str | None = None
+    timezone: str | None = None
     upcoming_runs_at: list[Timestamp] = Field(default_factory=list)
 
     @classmethod
@@ -151,8 +155,15 @@ class DeploymentState(_Lifecycle, ApiModel):
             paused_reason=deployment.paused_reason,
             archived_at=deployment.archived_at,
             scheduled=schedule is not None,
+            expression=schedule.expression if schedule is not None else None,
+            timezone=schedule.timezone if schedule is not None else None,
             upcoming_runs_at=list(schedule.upcoming_runs_at) if schedule is not None else [],
         )
+
+    def with_fires(self, fires: Iterable[datetime]) -> DeploymentState:
+        """This state with ``fires`` among its fires (a fire listed twice counts once)."""
+        merged = sorted({t.timestamp(): t for t in [*self.upcoming_runs_at, *fires]}.items())
+        return self.model_copy(update={"upcoming_runs_at": [t for _, t in merged]})
 
     def to_event(self) -> dict[str, Any]:
         return self.model_dump(mode="json", include={"id", "status", "paused_reason", "archived_at"})

@@ -100,6 +100,14 @@ def apply_metadata_patch(current: dict[str, str], patch: dict[str, str | None]) 
     return check_metadata(merged)
 
 
+def checked_id(value: Any, field: str) -> str:
+    """An id argument (a deployment, run or session id, usually rendered from a template),
+    refused before any request when it is empty or a dot segment."""
+    if not isinstance(value, str) or not value.strip() or value in {".", ".."}:
+        raise ManagedAgentsValidationError("arguments", [(field, "must be a non-empty id")])
+    return value
+
+
 def _non_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must be a non-empty string")

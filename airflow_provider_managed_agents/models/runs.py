@@ -7,9 +7,10 @@ documented fallback, ``unknown_error``.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import Discriminator, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Tag
 
 from airflow_provider_managed_agents.models.base import ApiModel, Timestamp, tag_or_fallback
 from airflow_provider_managed_agents.models.deployments import AgentReference
@@ -72,3 +73,25 @@ class DeploymentRun(ApiModel):
     @property
     def trigger_type(self) -> str:
         return self.trigger_context.type
+
+
+class RunSend(BaseModel):
+    """A manual run request whose answer may be lost: what tells the run it made from any other
+    (the API has no idempotency key for runs).
+
+    Taken by :meth:`~airflow_provider_managed_agents.hooks.managed_agents.ManagedAgentsHook.run_deployment`
+    just before it sends: the run it makes is a manual run of ``deployment_id`` created in
+    ``[sent_from, sent_until]`` and not among ``before``, the manual runs recorded by then. A
+    run task keeps it in its journal, so that a retry finds that run too. JSON round-trips it.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    deployment_id: str
+    sent_from: Timestamp
+    sent_until: Timestamp
+    before: tuple[str, ...] = ()
+
+    def ended_at(self, moment: datetime, allowance: timedelta) -> RunSend:
+        """This send, known to have ended (its call gave up) at ``moment``."""
+        return self.model_copy(update={"sent_until": min(self.sent_until, moment + allowance)})

@@ -14,9 +14,9 @@ from airflow_provider_managed_agents.models.deployments import Budget, Money
 from airflow_provider_managed_agents.models.pages import Page
 from airflow_provider_managed_agents.models.resources import Resource
 
-# Where an outcome evaluation stands; the last four are final.
+# An outcome evaluation still under way; any other result is final (satisfied,
+# max_iterations_reached, failed, interrupted, or one newer than this client).
 OUTCOME_IN_PROGRESS = frozenset({"pending", "running", "evaluating"})
-OUTCOME_FINAL = frozenset({"satisfied", "max_iterations_reached", "failed", "interrupted"})
 
 
 class SessionAgent(ApiModel):
@@ -39,10 +39,6 @@ class OutcomeEvaluation(ApiModel):
     result: str
     explanation: str | None = None
     completed_at: Timestamp | None = None
-
-    @property
-    def final(self) -> bool:
-        return self.result not in OUTCOME_IN_PROGRESS
 
 
 class SessionUsage(ApiModel):
@@ -90,10 +86,3 @@ class SessionPage(Page[Session]):
     """A page of sessions; the list can be walked both ways."""
 
     prev_page: str | None = None
-
-
-class DeletedSession(ApiModel):
-    """``DELETE /v1/sessions/{id}`` answers this."""
-
-    id: str
-    type: str = "session_deleted"

@@ -6,36 +6,32 @@ On the DAG-parse path: only ``airflow.sdk`` and light modules at module level.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from airflow.sdk import BaseOperator, BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_managed_agents.compat import default_deferrable
-from airflow_provider_managed_agents.operators.following import SessionFollower
+from airflow_provider_managed_agents.following import SessionFollower, TimeLimit
+from airflow_provider_managed_agents.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_managed_agents.links import record_links_unknown
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
     from airflow_provider_managed_agents.waiting.clock import Throttle
+    from airflow_provider_managed_agents.waiting.loop import Judged, Pace
     from airflow_provider_managed_agents.waiting.sessions import SessionVerdict
+
+VerdictT = TypeVar("VerdictT", bound="Judged")
 
 # The last look of a poking sensor happens this close to its timeout at the latest, so that it
 # times out with its own message rather than by Airflow's generic check right after.
 DEADLINE_MARGIN = timedelta(seconds=1)
 MIN_POKE_SECONDS = 1.0
-# Airflow's own deferral timeout is only a backstop behind the trigger's deadline.
-DEFERRAL_SLACK = timedelta(minutes=5)
-
-
-def deferral_timeout(deadline: datetime) -> timedelta:
-    """Airflow's deferral timeout behind a deadline: a plain ``timedelta`` (the task runner's
-    serialiser refuses pendulum's ``Duration``, which datetime arithmetic on pendulum gives)."""
-    from airflow_provider_managed_agents.waiting import clock
-
-    return timedelta(seconds=(deadline - clock.now()).total_seconds()) + DEFERRAL_SLACK
 
 
 class ManagedAgentsSensorBase(SessionFollower, BaseSensorOperator):
@@ -44,8 +40,8 @@ class ManagedAgentsSensorBase(SessionFollower, BaseSensorOperator):
     :param poll_interval: seconds between looks.
     :param deferrable: hand the wait to the triggerer (default ``[operators] default_deferrable``).
     :param final_message_max_chars: how much of a session's final message goes to XCom.
-    :param on_kill_session: what a kill does to the followed session: ``none`` (default: a sensor
-        waits on work it did not start), ``interrupt`` or ``archive``.
+    :param on_kill_session: what giving up on a followed session (timeout, kill) does to it:
+        ``none`` (default: a sensor waits on work it did not start), ``interrupt`` or ``archive``.
     :param managed_agents_conn_id: the ``managed_agents`` connection.
     """
 
@@ -58,7 +54,7 @@ class ManagedAgentsSensorBase(SessionFollower, BaseSensorOperator):
         deferrable: bool = default_deferrable(),
         final_message_max_chars: int = 100_000,
         on_kill_session: str = "none",
-        managed_agents_conn_id: str = "managed_agents_default",
+        managed_agents_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", poll_interval)
@@ -76,15 +72,9 @@ class ManagedAgentsSensorBase(SessionFollower, BaseSensorOperator):
 
         return ManagedAgentsHook(managed_agents_conn_id=self.managed_agents_conn_id)
 
-    @cached_property
-    def _log_throttle(self) -> Throttle:
-        from airflow_provider_managed_agents.waiting.clock import Throttle
-
-        return Throttle()
-
     # --- the one failure policy -----------------------------------------------------------------
 
-    def _fail(self, error: Exception) -> NoReturn:
+    def _fail(self, error: BaseException) -> NoReturn:
         """Raise the wait's failure, or skip instead under ``soft_fail`` / ``never_fail``: the
         same in every mode (Airflow itself applies them differently to poking and deferred
         sensors)."""
@@ -109,13 +99,41 @@ class ManagedAgentsSensorBase(SessionFollower, BaseSensorOperator):
         started = parse_timestamp(first) if first else (self._started_at or clock.now())
         return started + timedelta(seconds=self.timeout)
 
-    def _next_poke(self, next_look: datetime, deadline: datetime) -> None:
-        """Airflow's public knob for the next sleep (or reschedule): the wait's own schedule,
-        never past the deadline."""
+    def _poke_pace(self, watch: Any, deadline: datetime) -> Pace[Any]:
+        """A poke's pace: one look now; a look within a margin of the deadline is the last."""
+        from airflow_provider_managed_agents.waiting import clock
+        from airflow_provider_managed_agents.waiting.loop import Pace
+
+        return Pace(
+            watch, clock.now(), deadline, self.timeout, final_margin=DEADLINE_MARGIN, throttle=self._log_throttle
+        )
+
+    @cached_property
+    def _log_throttle(self) -> Throttle:
+        """One "still waiting" line a minute across the pokes of a try."""
+        from airflow_provider_managed_agents.waiting import clock
+
+        return clock.Throttle()
+
+    def _look_once(self, pace: Pace[VerdictT], look: Callable[[datetime, bool], VerdictT]) -> VerdictT | None:
+        """One look through the shared loop's step: the wait's end, or None (the next poke set
+        to the pace's next look). An error no retry fixes fails the sensor by the one policy."""
+        from airflow_provider_managed_agents.waiting.loop import step
+
+        try:
+            ended = step(pace, look)
+        except Exception as exc:
+            self._fail(exc)
+        if ended is None:
+            self._next_poke(pace.due())
+        return ended
+
+    def _next_poke(self, next_look: datetime) -> None:
+        """Airflow's public knob for the next sleep (or reschedule): the wait's own schedule."""
         from airflow_provider_managed_agents.waiting import clock
 
         if not self.exponential_backoff:
-            self.poke_interval = max((min(next_look, deadline) - clock.now()).total_seconds(), MIN_POKE_SECONDS)
+            self.poke_interval = max((next_look - clock.now()).total_seconds(), MIN_POKE_SECONDS)
 
     def _run_modes(self, context: Context) -> Any:
         """Poke and reschedule modes run Airflow's loop; a timeout Airflow's own check finds
@@ -142,66 +160,56 @@ class ManagedAgentsSensorBase(SessionFollower, BaseSensorOperator):
 
     # --- following a session ------------------------------------------------------------------
 
-    def _poke_session(self, context: Context, session_id: str, deadline: datetime, result: Any) -> Any:
-        """One poke at a session: ``PokeReturnValue(result)`` once it ended well, False while it
-        runs; its failure (or the timeout) raised."""
-        from airflow_provider_managed_agents.exceptions import ManagedAgentsError
-        from airflow_provider_managed_agents.waiting import clock
+    def _poke_session(self, context: Context, session_id: str, deadline: datetime, run_id: str | None) -> Any:
+        """One poke at a session: ``PokeReturnValue`` (the run id, else the session id) once it
+        ended well, False while it runs; its failure (or the timeout) raised."""
+        self._watch_session(session_id)  # for on_kill, until the session's end is published
+        pace = self._poke_pace(self._session_wait(session_id), deadline)
+        verdict = self._look_once(pace, self._look_at_session(session_id))
+        if verdict is None:
+            return False
+        self._conclude_session(context, session_id, verdict)
+        return PokeReturnValue(is_done=True, xcom_value=run_id or session_id)
 
-        wait = self._session_wait(session_id)
-        self._following = session_id  # for on_kill, until the session's end is published
-        try:
-            verdict = self._look_at_session(wait)
-        except ManagedAgentsError as exc:
-            self._fail(exc)
-        if verdict is not None and verdict.done:
-            self._following = None
-            self._conclude_session(context, verdict)
-            return PokeReturnValue(is_done=True, xcom_value=result)
-        now = clock.now()
-        if now >= deadline - DEADLINE_MARGIN:
-            self._conclude_session(context, wait.timed_out(self.timeout, verdict.facts if verdict else None))
-        self._next_poke(now + timedelta(seconds=self.poll_interval), deadline)
-        if self._log_throttle.ready():
-            status = verdict.facts.status if verdict is not None and verdict.facts else "unknown"
-            self.log.info("Waiting for %s (now %s)", wait.describe(), status)
-        return False
-
-    def _follow_session_now(self, context: Context, session_id: str, deadline: datetime, result: Any) -> Any:
+    def _follow_session_now(self, context: Context, session_id: str, deadline: datetime, run_id: str | None) -> Any:
         """Deferrable: look at the session once here, then hand it to the triggerer."""
-        from airflow_provider_managed_agents.exceptions import ManagedAgentsError
-
-        try:
-            verdict = self._look_at_session(self._session_wait(session_id))
-        except ManagedAgentsError as exc:
-            self._fail(exc)
-        if verdict is not None and verdict.done:
-            self._conclude_session(context, verdict)
-            return result
-
-        stop = self.on_kill_session != "none"
+        self._watch_session(session_id)
+        pace = self._poke_pace(self._session_wait(session_id), deadline)
+        verdict = self._look_once(pace, self._look_at_session(session_id))
+        if verdict is not None:
+            self._conclude_session(context, session_id, verdict)
+            return run_id or session_id
+        self._publish_session_url(context, session_id)
         self.defer(
-            trigger=self._session_trigger(
-                session_id, deadline, self.timeout, stop_on_kill=stop, carry={"result": result}
-            ),
+            trigger=self._session_trigger(session_id, TimeLimit(deadline, self.timeout), pace.due(), run_id=run_id),
             method_name="session_complete",
-            timeout=deferral_timeout(deadline),
+            timeout=_deferral_timeout(deadline),
         )
 
     def session_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        """Back from the session trigger."""
-        from airflow_provider_managed_agents.waiting.sessions import verdict_from_event
+        """Back from the session trigger; returns the run id (run sensor) or the session id."""
+        ended, error = self._session_resumed(context, event)
+        if error is not None:
+            self._fail(error)
+        return ended.run_id or ended.session_id
 
-        self._conclude_session(context, verdict_from_event(event))
-        return event.get("carry", {}).get("result")
-
-    def _conclude_session(self, context: Context, verdict: SessionVerdict) -> None:
-        error = self._publish_session(context, verdict)
+    def _conclude_session(self, context: Context, session_id: str, verdict: SessionVerdict) -> None:
+        error = self._publish_session(context, session_id, verdict)
         if error is not None:
             self._fail(error)
 
+    def pre_execute(self, context: Context) -> None:
+        """Before each start (and resumption): the links' URLs are not known yet."""
+        record_links_unknown(context, self.operator_extra_links)
+
     def on_kill(self) -> None:
         """Killed mid-wait: stop the followed session if asked to, and close the HTTP client."""
-        self._stop_followed_session()
+        self._give_up_on_session()
         if "hook" in self.__dict__:
             self.hook.close()
+
+
+def _deferral_timeout(deadline: datetime) -> timedelta:
+    from airflow_provider_managed_agents.waiting import clock
+
+    return clock.deferral_timeout(deadline)

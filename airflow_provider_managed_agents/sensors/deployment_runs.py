@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperatorLink, PokeReturnValue
 
-from airflow_provider_managed_agents.operators.following import ManagedAgentsSessionLink
-from airflow_provider_managed_agents.sensors.base import DEADLINE_MARGIN, ManagedAgentsSensorBase, deferral_timeout
+from airflow_provider_managed_agents.links import ManagedAgentsSessionLink
+from airflow_provider_managed_agents.sensors.base import ManagedAgentsSensorBase
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_managed_agents.waiting.loop import Pace
     from airflow_provider_managed_agents.waiting.runs import LookState, RunWait, Verdict
 
 
@@ -47,8 +48,8 @@ class ManagedAgentsDeploymentRunSensor(ManagedAgentsSensorBase):
     :param deferrable: hand the wait to the triggerer (default ``[operators] default_deferrable``).
     :param final_message_max_chars: with ``wait_for_session_end``, how much of the agent's final
         message goes to XCom.
-    :param on_kill_session: with ``wait_for_session_end``, what a kill does to the session:
-        ``none`` (default), ``interrupt`` or ``archive``.
+    :param on_kill_session: with ``wait_for_session_end``, what giving up on the session (its
+        timeout, a kill) does to it: ``none`` (default), ``interrupt`` or ``archive``.
     :param managed_agents_conn_id: the ``managed_agents`` connection.
 
     Success returns the run id and pushes ``session_id`` and ``deployment_run`` to XCom (and what
@@ -131,34 +132,24 @@ class ManagedAgentsDeploymentRunSensor(ManagedAgentsSensorBase):
 
     # --- looking and concluding ---------------------------------------------------------------
 
-    def _look(self, wait: RunWait, *, final: bool) -> Verdict | None:
-        """One look; None when a transient API error hid the answer (look again later)."""
-        from airflow_provider_managed_agents.exceptions import ManagedAgentsError
-        from airflow_provider_managed_agents.hooks.wire import is_transient
-        from airflow_provider_managed_agents.waiting import clock
+    def _look_for_run(self, wait: RunWait, pace: Pace[Verdict]) -> Verdict | None:
+        """One look at the runs (and the deployment when due): the wait's end, or None."""
         from airflow_provider_managed_agents.waiting.runs import look
 
-        try:
-            verdict = look(wait, self.hook, self._look_state, clock.now(), final=final)
-        except ManagedAgentsError as exc:
-            if not is_transient(exc):
-                self._fail(exc)
-            self.log.warning("Transient API error while waiting (%s); looking again later", exc)
-            return None
-        for run in self._look_state.new_skips(verdict):
-            self.log.info("Waiting through run %s: %s", run.id, run.error.type if run.error else "")
-        return verdict
+        return self._look_once(pace, lambda now, final: look(wait, self.hook, self._look_state, now, final=final))
 
     def _conclude_run(self, context: Context, verdict: Verdict) -> str:
         """XCom and logs of a finished run wait; its run id, or the failure raised."""
         from airflow_provider_managed_agents.compat import AirflowSensorTimeout
-        from airflow_provider_managed_agents.operators.reporting import describe_run
+        from airflow_provider_managed_agents.reporting import describe_run
 
         if verdict.run is not None:
             ti = context["ti"]
             ti.xcom_push(key="deployment_run", value=verdict.run.model_dump(mode="json"))
             ti.xcom_push(key="session_id", value=verdict.run.session_id)
             self.log.info("%s", describe_run(verdict.run))
+            if verdict.run.session_id is not None:
+                self._publish_session_url(context, verdict.run.session_id)
         if verdict.status == "timeout":
             self._fail(AirflowSensorTimeout(verdict.reason))
         if verdict.error is not None:
@@ -166,40 +157,28 @@ class ManagedAgentsDeploymentRunSensor(ManagedAgentsSensorBase):
         assert verdict.run is not None
         return verdict.run.id
 
-    def _log_progress(self, wait: RunWait, next_look: datetime, *, force: bool) -> None:
+    def _log_deferring(self, wait: RunWait, next_look: datetime) -> None:
         from airflow_provider_managed_agents.waiting import clock
 
-        if not (force or self._log_throttle.ready()):
-            return
         deployment = self._look_state.deployment
         fire = wait.next_fire(deployment, clock.now()) if deployment is not None else None
         fire_text = f"; next fire {fire.isoformat()}" if fire is not None and wait.trigger_type != "manual" else ""
-        self.log.info("Waiting for %s; next look at %s%s", wait.describe(), next_look.isoformat(), fire_text)
+        self.log.info("Deferring: waiting for %s; next look at %s%s", wait.describe(), next_look.isoformat(), fire_text)
 
     # --- poke and reschedule modes ----------------------------------------------------------
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        from airflow_provider_managed_agents.waiting import clock
-
         deadline = self._deadline(context)
         run_found = self._run_found  # poke mode keeps it between pokes; reschedule finds it again
         if run_found is None:
             wait = self._wait(context)
-            verdict = self._look(wait, final=clock.now() >= deadline - DEADLINE_MARGIN)
-            if verdict is not None and verdict.done:
-                run_id = self._conclude_run(context, verdict)
-                if not self.wait_for_session_end:
-                    return PokeReturnValue(is_done=True, xcom_value=run_id)
-                self._run_found = run_found = verdict
-            else:
-                now = clock.now()
-                if now >= deadline - DEADLINE_MARGIN:
-                    self._timed_out(context)
-                next_look = verdict.next_look_at if verdict is not None and verdict.next_look_at else None
-                next_look = min(next_look or now + timedelta(seconds=self.poll_interval), deadline)
-                self._next_poke(next_look, deadline)
-                self._log_progress(wait, next_look, force=False)
+            verdict = self._look_for_run(wait, self._poke_pace(wait, deadline))
+            if verdict is None:
                 return False
+            run_id = self._conclude_run(context, verdict)
+            if not self.wait_for_session_end:
+                return PokeReturnValue(is_done=True, xcom_value=run_id)
+            self._run_found = run_found = verdict
         assert run_found.run is not None and run_found.run.session_id is not None
         return self._poke_session(context, run_found.run.session_id, deadline, run_found.run.id)
 
@@ -213,13 +192,14 @@ class ManagedAgentsDeploymentRunSensor(ManagedAgentsSensorBase):
         self._started_at = clock.now()
         wait = self._wait(context)
         deadline = self._deadline(context)
-        verdict = self._look(wait, final=False)
-        if verdict is not None and verdict.done:
+        pace = self._poke_pace(wait, deadline)
+        verdict = self._look_for_run(wait, pace)
+        if verdict is not None:
             return self._after_run(context, verdict, deadline)
-        next_look = min(verdict.next_look_at if verdict and verdict.next_look_at else clock.now(), deadline)
-        self._log_progress(wait, next_look, force=True)
         from airflow_provider_managed_agents.triggers.deployment_runs import ManagedAgentsDeploymentRunTrigger
 
+        first = min(pace.next_look, deadline)
+        self._log_deferring(wait, first)
         self.defer(
             trigger=ManagedAgentsDeploymentRunTrigger(
                 wait=wait.to_dict(),
@@ -227,22 +207,20 @@ class ManagedAgentsDeploymentRunSensor(ManagedAgentsSensorBase):
                 deadline=deadline.isoformat(),
                 timeout=self.timeout,
                 # This look just happened: the trigger's first one is the next one due.
-                not_before=next_look.isoformat(),
+                not_before=first.isoformat(),
                 state=self._look_state.to_dict(),
             ),
             method_name="execute_complete",
-            timeout=deferral_timeout(deadline),
+            timeout=clock.deferral_timeout(deadline),
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        from airflow_provider_managed_agents.models.base import parse_timestamp
         from airflow_provider_managed_agents.waiting import clock
-        from airflow_provider_managed_agents.waiting.outcome import verdict_from_event
+        from airflow_provider_managed_agents.waiting.events import RunWaitEvent, decode
 
-        _, verdict = verdict_from_event(event)
-        deadline = event.get("deadline")
-        end = parse_timestamp(deadline) if deadline else clock.now() + timedelta(seconds=self.timeout)
-        return self._after_run(context, verdict, end)
+        ended = decode(event, RunWaitEvent)
+        deadline = ended.deadline or clock.now() + timedelta(seconds=self.timeout)
+        return self._after_run(context, ended.verdict(), deadline)
 
     def _after_run(self, context: Context, verdict: Verdict, deadline: datetime) -> Any:
         """Deferrable: the run wait ended; conclude it, or go on to its session's end."""

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperatorLink, PokeReturnValue
 
-from airflow_provider_managed_agents.operators.following import ManagedAgentsSessionLink
+from airflow_provider_managed_agents.links import ManagedAgentsSessionLink
 from airflow_provider_managed_agents.sensors.base import ManagedAgentsSensorBase
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ class ManagedAgentsSessionSensor(ManagedAgentsSensorBase):
 
     def _checked_id(self) -> str:
         from airflow_provider_managed_agents.exceptions import ManagedAgentsValidationError
-        from airflow_provider_managed_agents.operators.deployments import checked_id
+        from airflow_provider_managed_agents.models.params import checked_id
 
         try:
             return checked_id(self.session_id, "session_id")
@@ -51,12 +51,11 @@ class ManagedAgentsSessionSensor(ManagedAgentsSensorBase):
 
     def _timed_out(self, context: Context) -> NoReturn:
         session_id = self._checked_id()
-        self._conclude_session(context, self._session_wait(session_id).timed_out(self.timeout))
+        self._conclude_session(context, session_id, self._session_wait(session_id).timed_out(self.timeout))
         raise AssertionError("unreachable: a timeout always raises")
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        session_id = self._checked_id()
-        return self._poke_session(context, session_id, self._deadline(context), session_id)
+        return self._poke_session(context, self._checked_id(), self._deadline(context), None)
 
     def execute(self, context: Context) -> Any:
         from airflow_provider_managed_agents.waiting import clock
@@ -64,5 +63,4 @@ class ManagedAgentsSessionSensor(ManagedAgentsSensorBase):
         if not self.deferrable:
             return self._run_modes(context)
         self._started_at = clock.now()
-        session_id = self._checked_id()
-        return self._follow_session_now(context, session_id, self._deadline(context), session_id)
+        return self._follow_session_now(context, self._checked_id(), self._deadline(context), None)

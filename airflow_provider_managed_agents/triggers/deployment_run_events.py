@@ -34,10 +34,12 @@ from typing import Any
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from airflow_provider_managed_agents.exceptions import ManagedAgentsValidationError
+from airflow_provider_managed_agents.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_managed_agents.models.runs import DeploymentRun
 from airflow_provider_managed_agents.triggers.runs_feed import VISIBILITY_OVERLAP, RunsFeed, RunsRead, runs_feed
 from airflow_provider_managed_agents.triggers.watermark_stores import Keeper, store_for
 from airflow_provider_managed_agents.waiting import clock
+from airflow_provider_managed_agents.waiting.events import RunAnnouncement, encode
 from airflow_provider_managed_agents.waiting.runs import TriggerTypeFilter
 from airflow_provider_managed_agents.waiting.watermark import Watermark
 
@@ -56,7 +58,7 @@ class RunFilters:
     deployment_id: str
     trigger_type: str | None = None
     has_error: bool | None = None
-    managed_agents_conn_id: str = "managed_agents_default"
+    managed_agents_conn_id: str = DEFAULT_CONN_ID
     poll_interval: float = DEFAULT_POLL_INTERVAL
 
     def __post_init__(self) -> None:
@@ -111,7 +113,7 @@ class ManagedAgentsDeploymentRunEventTrigger(BaseEventTrigger):
         deployment_id: str,
         trigger_type: str | None = None,
         has_error: bool | None = None,
-        managed_agents_conn_id: str = "managed_agents_default",
+        managed_agents_conn_id: str = DEFAULT_CONN_ID,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
     ) -> None:
         super().__init__()
@@ -199,21 +201,7 @@ class ManagedAgentsDeploymentRunEventTrigger(BaseEventTrigger):
         if not announce:
             return []
         self.log.info("Run %s of deployment %s: %s", run.id, run.deployment_id, run_outcome(run))
-        return [TriggerEvent(event_payload(run))]
-
-
-def event_payload(run: DeploymentRun) -> dict[str, Any]:
-    """What an announced run's asset event carries (under ``extra["payload"]``): the ids a task
-    needs at the top, and the run as the API returned it."""
-    return {
-        "deployment_id": run.deployment_id,
-        "deployment_run_id": run.id,
-        "session_id": run.session_id,
-        "error_type": run.error.type if run.error is not None else None,
-        "trigger_type": run.trigger_type,
-        "created_at": run.created_at.isoformat(),
-        "deployment_run": run.model_dump(mode="json"),
-    }
+        return [TriggerEvent(encode(RunAnnouncement(run)))]
 
 
 def run_outcome(run: DeploymentRun) -> str:
@@ -236,7 +224,7 @@ class _Group:
 
     def rewind(self, since: datetime) -> int:
         """Have the stream deliver every run since ``since`` again (see :meth:`RunsFeed.rewind`)."""
-        if self.feed is None or self.stream not in self.feed.streams:
+        if self.feed is None or not self.feed.subscribed(self.stream):
             self.pending_since = min(self.pending_since or since, since)
             return -1  # the stream's first read covers it
         return self.feed.rewind(self.stream, since)

@@ -4,30 +4,32 @@ Runs in the triggerer's event loop. A wait for the next run of a deployment regi
 loop's runs feed (:mod:`~airflow_provider_managed_agents.triggers.runs_feed`): every deferred wait
 on a connection shares one runs query per poll, and each is judged by the same decision as a
 poking sensor (:mod:`airflow_provider_managed_agents.waiting.runs`). A wait for a run id makes
-its own looks. Either ends with one small event the worker re-judges: success, a failure (run
-error, unrunnable deployment, API or validation error) or a timeout at its own deadline, so a
-deferred wait ends even where Airflow does not apply the deferral timeout (``airflow dags test``).
+its own looks, through the same look loop as every wait
+(:mod:`airflow_provider_managed_agents.waiting.loop`). Either ends with one
+:class:`~airflow_provider_managed_agents.waiting.events.RunWaitEvent` the worker judges again:
+success, a failure (run error, unrunnable deployment, API or validation error) or a timeout at
+its own deadline, so a deferred wait ends even where Airflow does not apply the deferral timeout
+(``airflow dags test``).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_managed_agents.compat import AirflowNotFoundException
 from airflow_provider_managed_agents.exceptions import ManagedAgentsError
+from airflow_provider_managed_agents.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
-from airflow_provider_managed_agents.hooks.wire import is_transient
 from airflow_provider_managed_agents.models.base import parse_timestamp
 from airflow_provider_managed_agents.triggers.runs_feed import runs_feed
 from airflow_provider_managed_agents.waiting import clock
-from airflow_provider_managed_agents.waiting.outcome import error_payload, event_payload
+from airflow_provider_managed_agents.waiting.events import RunWaitEvent, encode
+from airflow_provider_managed_agents.waiting.loop import Pace, afollow
 from airflow_provider_managed_agents.waiting.runs import LookState, RunWait, Verdict, alook
-
-log = logging.getLogger(__name__)
 
 
 class ManagedAgentsDeploymentRunTrigger(BaseTrigger):
@@ -50,7 +52,7 @@ class ManagedAgentsDeploymentRunTrigger(BaseTrigger):
         self,
         *,
         wait: dict[str, Any],
-        managed_agents_conn_id: str = "managed_agents_default",
+        managed_agents_conn_id: str = DEFAULT_CONN_ID,
         deadline: str | None = None,
         timeout: float | None = None,
         not_before: str | None = None,
@@ -81,20 +83,19 @@ class ManagedAgentsDeploymentRunTrigger(BaseTrigger):
         deadline = parse_timestamp(self.deadline) if self.deadline else None
         not_before = parse_timestamp(self.not_before) if self.not_before else None
         state = LookState.from_dict(self.state)
-        if self.wait.deployment_id is not None:
-            # Every deferred wait on this connection shares one runs query per poll.
-            verdict = await runs_feed(self.managed_agents_conn_id).wait_for(
-                self.wait, deadline=deadline, timeout=self.timeout or 0, not_before=not_before, state=state
-            )
-        else:
-            hook = ManagedAgentsHook(managed_agents_conn_id=self.managed_agents_conn_id)
-            outcome = await follow_alone(self.wait, hook, state, deadline, self.timeout or 0, not_before)
-            if isinstance(outcome, dict):
-                yield TriggerEvent(outcome)
-                return
-            verdict = outcome
+        try:
+            if self.wait.deployment_id is not None:
+                # Every deferred wait on this connection shares one runs query per poll.
+                verdict = await runs_feed(self.managed_agents_conn_id).wait_for(
+                    self.wait, deadline=deadline, timeout=self.timeout or 0, not_before=not_before, state=state
+                )
+            else:
+                hook = ManagedAgentsHook(managed_agents_conn_id=self.managed_agents_conn_id)
+                verdict = await follow_alone(self.wait, hook, state, deadline, self.timeout or 0, not_before)
+        except (ManagedAgentsError, AirflowNotFoundException) as exc:  # the worker raises it as its own class
+            verdict = Verdict("failed", error=exc, reason=str(exc))
         self.log.info("Resolved: %s", verdict.reason)
-        yield TriggerEvent({**event_payload(verdict, self.wait), "deadline": self.deadline})
+        yield TriggerEvent(encode(RunWaitEvent.of(verdict, self.wait, deadline)))
 
 
 async def follow_alone(
@@ -104,35 +105,8 @@ async def follow_alone(
     deadline: datetime | None,
     timeout: float,
     not_before: datetime | None,
-) -> Verdict | dict[str, Any]:
+) -> Verdict:
     """One wait with queries of its own (a run id, which resolves on its first look; the runs
-    feed's baseline in the benchmarks): the verdict, or the event of an error that decided it."""
-    progress = clock.Throttle()
-    next_look = not_before or clock.now()
-    while True:
-        await clock.asleep_until(min(next_look, deadline) if deadline else next_look)
-        now = clock.now()
-        final = deadline is not None and now >= deadline
-        verdict: Verdict | None = None
-        try:
-            verdict = await alook(wait, hook, state, now, final=final)
-        except ManagedAgentsError as exc:
-            if not is_transient(exc):
-                payload = error_payload(exc, wait)
-                if payload is None:
-                    raise
-                return payload
-            log.warning("Transient API error while waiting (%s); looking again later", exc)
-        if verdict is not None:
-            for run in state.new_skips(verdict):
-                log.info("Waiting through run %s: %s", run.id, run.error.type if run.error else "")
-            if verdict.done:
-                return verdict
-        if final:
-            return wait.timed_out(timeout)
-        if verdict is not None and verdict.next_look_at is not None:
-            next_look = verdict.next_look_at
-        else:
-            next_look = clock.now() + timedelta(seconds=wait.poll_interval)
-        if progress.ready():
-            log.info("Waiting for %s; next look at %s", wait.describe(), next_look.isoformat())
+    feed's baseline in the benchmarks). Raises an error no retry fixes."""
+    pace: Pace[Verdict] = Pace(wait, not_before or clock.now(), deadline, timeout)
+    return await afollow(pace, lambda now, final: alook(wait, hook, state, now, final=final))

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -90,21 +89,15 @@ class VariableStore:
     kind = "an Airflow Variable"
 
     def __init__(self, identity: str, description: str):
-        self.key = VARIABLE_PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:32]
-        self.description = description
+        from airflow_provider_managed_agents.stores import VariableRecord
+
+        self.record = VariableRecord(VARIABLE_PREFIX, identity, description)
 
     async def load(self) -> Any:
-        from airflow.sdk import Variable
-        from asgiref.sync import sync_to_async
-
-        raw = await sync_to_async(Variable.get)(self.key, default=None)
-        return json.loads(raw) if isinstance(raw, str) else raw
+        return await self.record.aget()
 
     async def save(self, value: dict[str, Any]) -> None:
-        from airflow.sdk import Variable
-        from asgiref.sync import sync_to_async
-
-        await sync_to_async(Variable.set)(self.key, json.dumps(value), description=self.description)
+        await self.record.aput(value)
 
 
 class MemoryStore:

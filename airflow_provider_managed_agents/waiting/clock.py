@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pendulum
 
@@ -33,6 +33,16 @@ async def asleep(seconds: float) -> None:
 
 async def asleep_until(moment: datetime) -> None:
     await asleep(seconds_until(moment))
+
+
+# Airflow's own deferral timeout is only a backstop behind a trigger's deadline.
+DEFERRAL_SLACK = timedelta(minutes=5)
+
+
+def deferral_timeout(deadline: datetime) -> timedelta:
+    """Airflow's deferral timeout behind a trigger's ``deadline``: a plain ``timedelta`` (the
+    task runner's serialiser refuses pendulum's ``Duration``, which pendulum arithmetic gives)."""
+    return timedelta(seconds=(deadline - now()).total_seconds()) + DEFERRAL_SLACK
 
 
 class Throttle:

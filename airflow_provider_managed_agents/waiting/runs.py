@@ -12,21 +12,27 @@ when it is due, the deployment when its last read is a minute old. The verdict n
 on what a waiter remembers between looks (:class:`LookState` only saves requests): it is always
 re-derived from ``created_after``, so a run that fires during a reschedule, a deferral or a
 triggerer restart is found exactly once.
+
+A scheduled fire stays a reason to read the runs until a runs read made after the fire plus the
+largest jitter has covered it (:func:`with_pending_fires`), whatever later deployment reads
+list: the service stops listing a fire once its time has passed, while its run may still be
+coming.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_provider_managed_agents.exceptions import (
     DeploymentRunError,
-    ManagedAgentsError,
     exception_for_run,
     exception_for_unrunnable,
 )
+from airflow_provider_managed_agents.waiting.reads import Plan, ReadDeployment, ReadRun, ReadRuns, aanswer, answer
 
 if TYPE_CHECKING:
     from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
@@ -48,6 +54,8 @@ RUNS_PAGE_SIZE = 1000
 
 TriggerTypeFilter = Literal["schedule", "manual"] | None
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -60,7 +68,7 @@ class Verdict:
 
     status: Literal["success", "failed", "waiting", "timeout"]
     run: DeploymentRun | None = None
-    error: ManagedAgentsError | None = None
+    error: Exception | None = None
     next_look_at: datetime | None = None
     reason: str = ""
     deployment: DeploymentState | None = None
@@ -87,8 +95,9 @@ class LookState:
         return self.deployment
 
     def remember_deployment(self, deployment: DeploymentState, now: datetime) -> DeploymentState:
-        self.deployment, self.deployment_read_at = deployment, now
-        return deployment
+        self.deployment = with_pending_fires(deployment, self.deployment, self.runs_read_at, now)
+        self.deployment_read_at = now
+        return self.deployment
 
     def to_dict(self) -> dict[str, Any]:
         """What a deferring sensor hands its trigger, so the trigger carries on its looks."""
@@ -111,11 +120,33 @@ class LookState:
             runs_read_at=parse_timestamp(data["runs_read_at"]) if data.get("runs_read_at") else None,
         )
 
-    def new_skips(self, verdict: Verdict) -> list[DeploymentRun]:
-        """Runs this verdict waited through that were not reported yet."""
-        fresh = [run for run in verdict.skipped if run.id not in self.skips_logged]
-        self.skips_logged.update(run.id for run in fresh)
+    def log_new_skips(self, verdict: Verdict) -> None:
+        """Say once which runs this wait waits through (``wait_through_retryable``)."""
+        for run in verdict.skipped:
+            if run.id not in self.skips_logged:
+                self.skips_logged.add(run.id)
+                log.info("Waiting through run %s: %s", run.id, run.error.type if run.error else "")
+
+
+def with_pending_fires(
+    fresh: DeploymentState, previous: DeploymentState | None, covered_until: datetime | None, now: datetime
+) -> DeploymentState:
+    """``fresh`` listing every fire whose run a runs read has yet to look for: the fires the
+    service lists, the fire of the last jitter window by its cron (the service lists only fires to
+    come), and every fire an earlier read listed that no runs read made after fire + jitter has
+    covered (``covered_until``: the last runs read)."""
+    if not fresh.scheduled:
         return fresh
+    window = SCHEDULE_JITTER + SCHEDULE_MARGIN
+    pending: list[datetime] = []
+    if previous is not None:
+        since = covered_until or now
+        pending += [t for t in previous.upcoming_runs_at if t <= now and t + window > since]
+    if fresh.expression and fresh.timezone:
+        from airflow_provider_managed_agents.models.cron import fire_times_between
+
+        pending += fire_times_between(fresh.expression, fresh.timezone, now - window, now)
+    return fresh.with_fires(pending)
 
 
 @dataclass(frozen=True)
@@ -205,7 +236,7 @@ class RunWait:
             return dataclasses.replace(verdict, skipped=tuple(skipped))
         return Verdict("waiting", skipped=tuple(skipped)) if skipped else None
 
-    def _waits_through(self, error: ManagedAgentsError | None) -> bool:
+    def _waits_through(self, error: Exception | None) -> bool:
         return self.wait_through_retryable and isinstance(error, DeploymentRunError) and error.retryable
 
     # --- what the deployment says -------------------------------------------------------------
@@ -250,51 +281,48 @@ class RunWait:
 
     # --- after the deadline -------------------------------------------------------------------
 
-    def timed_out(self, timeout: float) -> Verdict:
+    def timed_out(self, timeout: float, last: Verdict | None = None) -> Verdict:
         return Verdict("timeout", reason=f"Timed out after {timeout:g} s waiting for {self.describe()}")
 
+    def retry_at(self, now: datetime) -> datetime:
+        """The next look after a transient error: one poll interval later."""
+        return now + timedelta(seconds=self.poll_interval)
 
-def look(wait: RunWait, hook: ManagedAgentsHook, state: LookState, now: datetime, *, final: bool = False) -> Verdict:
-    """One look with the blocking hook: the runs when due, the deployment when its last read is
-    a minute old (both, fresh, on the ``final`` look at the deadline). Raises the hook's errors."""
+
+def looking(wait: RunWait, state: LookState, now: datetime, *, final: bool = False) -> Plan[Verdict]:
+    """One look, as the reads it needs: the runs when due, the deployment when its last read is
+    a minute old (both, fresh, on the ``final`` look at the deadline)."""
     from airflow_provider_managed_agents.models.deployments import DeploymentState
 
     if wait.deployment_run_id is not None:
-        return wait.on_run(hook.get_deployment_run(wait.deployment_run_id))
+        return wait.on_run((yield ReadRun(wait.deployment_run_id)))
     assert wait.deployment_id is not None
     skipped: tuple[DeploymentRun, ...] = ()
     if final or wait.runs_due(state, now):
-        verdict = wait.on_runs(list(hook.list_deployment_runs(**wait.runs_filters())))
+        verdict = wait.on_runs((yield ReadRuns(wait.runs_filters())))
         state.runs_read_at = now
-        if verdict is not None and verdict.done:
-            return verdict
-        skipped = verdict.skipped if verdict is not None else ()
-    deployment = (None if final else state.recent_deployment(now)) or state.remember_deployment(
-        DeploymentState.of(hook.get_deployment(wait.deployment_id)), now
-    )
+        if verdict is not None:
+            state.log_new_skips(verdict)
+            if verdict.done:
+                return verdict
+            skipped = verdict.skipped
+    deployment = None if final else state.recent_deployment(now)
+    if deployment is None:
+        read = DeploymentState.of((yield ReadDeployment(wait.deployment_id)))
+        deployment = state.remember_deployment(read, now)
     return _with_skips(wait.on_deployment(deployment, state, now), skipped)
+
+
+def look(wait: RunWait, hook: ManagedAgentsHook, state: LookState, now: datetime, *, final: bool = False) -> Verdict:
+    """:func:`looking` with the blocking hook. Raises the hook's errors."""
+    return answer(looking(wait, state, now, final=final), hook)
 
 
 async def alook(
     wait: RunWait, hook: ManagedAgentsHook, state: LookState, now: datetime, *, final: bool = False
 ) -> Verdict:
-    """:func:`look` with the hook's async client (the same requests, the same verdict)."""
-    from airflow_provider_managed_agents.models.deployments import DeploymentState
-
-    if wait.deployment_run_id is not None:
-        return wait.on_run(await hook.aget_deployment_run(wait.deployment_run_id))
-    assert wait.deployment_id is not None
-    skipped: tuple[DeploymentRun, ...] = ()
-    if final or wait.runs_due(state, now):
-        verdict = wait.on_runs([run async for run in hook.alist_deployment_runs(**wait.runs_filters())])
-        state.runs_read_at = now
-        if verdict is not None and verdict.done:
-            return verdict
-        skipped = verdict.skipped if verdict is not None else ()
-    deployment = (None if final else state.recent_deployment(now)) or state.remember_deployment(
-        DeploymentState.of(await hook.aget_deployment(wait.deployment_id)), now
-    )
-    return _with_skips(wait.on_deployment(deployment, state, now), skipped)
+    """:func:`looking` with the hook's async client (the same requests, the same verdict)."""
+    return await aanswer(looking(wait, state, now, final=final), hook)
 
 
 def _with_skips(verdict: Verdict, skipped: tuple[DeploymentRun, ...]) -> Verdict:

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_provider_managed_agents import exceptions as errors
+from airflow_provider_managed_agents.waiting.reads import Plan, ReadEvents, ReadSession, aanswer, answer
 
 if TYPE_CHECKING:
     from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
@@ -117,7 +118,7 @@ class SessionVerdict:
 
     status: Literal["success", "failed", "waiting", "timeout"]
     facts: SessionFacts | None = None
-    error: errors.ManagedAgentsError | None = None
+    error: Exception | None = None
     reason: str = ""
     next_look_at: datetime | None = None
 
@@ -239,44 +240,41 @@ class SessionWait:
     def describe(self) -> str:
         return f"session {self.session_id} to end"
 
-    def timed_out(self, timeout: float, facts: SessionFacts | None = None) -> SessionVerdict:
+    def timed_out(self, timeout: float, last: SessionVerdict | None = None) -> SessionVerdict:
         """The timeout verdict, with the session's state at the last look when known."""
         reason = f"Timed out after {timeout:g} s waiting for {self.describe()}"
-        return SessionVerdict("timeout", facts, reason=reason)
+        return SessionVerdict("timeout", last.facts if last is not None else None, reason=reason)
+
+    def retry_at(self, now: datetime) -> datetime:
+        """The next look: one poll interval later."""
+        return now + timedelta(seconds=self.poll_interval)
 
     def waiting(self, facts: SessionFacts, now: datetime) -> SessionVerdict:
-        return SessionVerdict("waiting", facts, next_look_at=now + timedelta(seconds=self.poll_interval))
+        return SessionVerdict("waiting", facts, next_look_at=self.retry_at(now))
+
+
+def looking(wait: SessionWait, now: datetime) -> Plan[SessionVerdict]:
+    """One look, as the reads it needs: the session; its newest status events only when its
+    status says the turn may be over."""
+    from airflow_provider_managed_agents.models.session_events import STATUS_EVENT_TYPES
+
+    session = yield ReadSession(wait.session_id)
+    facts = SessionFacts.of(session)
+    if facts.may_be_over:
+        filters = {"types": list(STATUS_EVENT_TYPES), "order": "desc", "limit": STATUS_EVENTS_PAGE}
+        facts = SessionFacts.of(session, (yield ReadEvents(wait.session_id, filters)))
+    verdict = judge(facts)
+    return verdict if verdict.done else wait.waiting(facts, now)
 
 
 def look(wait: SessionWait, hook: ManagedAgentsHook, now: datetime) -> SessionVerdict:
-    """One look: the session; its newest status events only when its status says the turn may
-    be over."""
-    from airflow_provider_managed_agents.models.session_events import STATUS_EVENT_TYPES
-
-    session = hook.get_session(wait.session_id)
-    facts = SessionFacts.of(session)
-    if facts.may_be_over:
-        page = hook.list_session_events_page(
-            wait.session_id, types=list(STATUS_EVENT_TYPES), order="desc", limit=STATUS_EVENTS_PAGE
-        )
-        facts = SessionFacts.of(session, page.data)
-    verdict = judge(facts)
-    return verdict if verdict.done else wait.waiting(facts, now)
+    """:func:`looking` with the blocking hook. Raises the hook's errors."""
+    return answer(looking(wait, now), hook)
 
 
 async def alook(wait: SessionWait, hook: ManagedAgentsHook, now: datetime) -> SessionVerdict:
-    """:func:`look` with the hook's async client (the same requests, the same verdict)."""
-    from airflow_provider_managed_agents.models.session_events import STATUS_EVENT_TYPES
-
-    session = await hook.aget_session(wait.session_id)
-    facts = SessionFacts.of(session)
-    if facts.may_be_over:
-        page = await hook.alist_session_events_page(
-            wait.session_id, types=list(STATUS_EVENT_TYPES), order="desc", limit=STATUS_EVENTS_PAGE
-        )
-        facts = SessionFacts.of(session, page.data)
-    verdict = judge(facts)
-    return verdict if verdict.done else wait.waiting(facts, now)
+    """:func:`looking` with the hook's async client (the same requests, the same verdict)."""
+    return await aanswer(looking(wait, now), hook)
 
 
 def final_message(hook: ManagedAgentsHook, session_id: str, max_chars: int = DEFAULT_FINAL_MESSAGE_MAX_CHARS) -> str:
@@ -287,24 +285,6 @@ def final_message(hook: ManagedAgentsHook, session_id: str, max_chars: int = DEF
     newest = next((e for e in page.data if isinstance(e, AgentMessage)), None)
     text = newest.text() if newest is not None else ""
     return text[:max_chars]
-
-
-def verdict_from_event(event: dict[str, Any]) -> SessionVerdict:
-    """The verdict, judged again on the worker from a session trigger's event."""
-    if event.get("facts") is not None:
-        facts = SessionFacts.from_dict(event["facts"])
-        if event.get("status") == "timeout":
-            return SessionVerdict("timeout", facts, reason=event.get("reason", ""))
-        verdict = judge(facts)
-        if verdict.done:
-            return verdict
-    if event.get("error") is not None:
-        return SessionVerdict("failed", error=errors.error_from_payload(event["error"]), reason=event.get("reason", ""))
-    if event.get("status") == "timeout":
-        return SessionVerdict("timeout", reason=event.get("reason", ""))
-    raise errors.ManagedAgentsError(
-        f"A session event that decides nothing: {event.get('status')}: {event.get('reason')}"
-    )
 
 
 def report(facts: SessionFacts, final_text: str | None) -> dict[str, Any]:

@@ -197,12 +197,20 @@ def test_a_schedule_aware_deferral_sleeps_to_the_fire_in_three_requests(
 def test_an_auto_pause_while_waiting_fails_at_the_failed_fire(
     run_dag: Any, hook: ManagedAgentsHook, managed_agents_emulator: Any
 ) -> None:
+    """The emulator's clock stands still until the sensor has looked: then the vault goes and
+    the next fire happens (and fails), however long `airflow dags test` took to get there."""
     deployment_id = new_deployment(hook, schedule="* * * * *")
     control(managed_agents_emulator, "POST", "vaults", {"id": "vlt_going"})
     hook.update_deployment(deployment_id, {"vault_ids": ["vlt_going"]})
-    past_the_jitter_window()
-    since = pendulum.now("UTC")
-    once_waiting(managed_agents_emulator, lambda: control(managed_agents_emulator, "DELETE", "vaults/vlt_going"))
+    managed_agents_emulator.freeze_clock(True)
+    since = pendulum.parse(managed_agents_emulator.state()["now"])
+
+    def fail_the_next_fire() -> None:
+        control(managed_agents_emulator, "DELETE", "vaults/vlt_going")
+        next_fire = since.replace(second=0, microsecond=0).add(minutes=1)
+        managed_agents_emulator.advance_clock((next_fire - since).total_seconds() + 2)
+
+    once_waiting(managed_agents_emulator, fail_the_next_fire)
     conf = {"deployment_id": deployment_id, "trigger_type": "schedule", "created_after": since.isoformat()}
     result = run_dag("wait_for_run_poke", conf=conf, test_dags=True)
     assert_gate_failed_with(result, "VaultNotFoundRunError")

@@ -5,7 +5,6 @@ manager as well as on its own, and paced by the deployment's schedule."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -14,6 +13,7 @@ from typing import Any
 import pendulum
 import pytest
 from airflow.sdk import Asset, AssetWatcher
+from fakes import AssetStateStore
 
 from airflow_provider_managed_agents.assets import deployment_runs_asset, run_details
 from airflow_provider_managed_agents.exceptions import ManagedAgentsValidationError
@@ -29,23 +29,9 @@ MESSAGE = {"type": "user.message", "content": [{"type": "text", "text": "go"}]}
 POLL = 0.2
 
 
-class AssetStateStore:
-    """The accessor Airflow 3.3.2 gives a watcher (``aget`` / ``aset``), over a dict that
-    outlives the watcher, as the metadata database does."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
-        self.writes = 0
-
-    async def aget(self, key: str, default: Any = None) -> Any:
-        return json.loads(json.dumps(self.values[key])) if key in self.values else default
-
-    async def aset(self, key: str, value: Any) -> None:
-        self.values[key] = json.loads(json.dumps(value))
-        self.writes += 1
-
-    def announced(self) -> set[str]:
-        return set((self.values.get(watermark_stores.STATE_KEY) or {}).get("announced", {}))
+def announced(store: AssetStateStore) -> set[str]:
+    """The runs a watcher's saved watermark says it announced."""
+    return set((store.values.get(watermark_stores.STATE_KEY) or {}).get("announced", {}))
 
 
 @pytest.fixture
@@ -113,7 +99,7 @@ def test_each_new_matching_run_is_announced_once_in_order(
         }
         seen: dict[str, list[dict[str, Any]]] = {name: [] for name in filters}
         tasks = [collect(watcher(deployment_id, **f).run(), seen[name]) for name, f in filters.items()]
-        await until(lambda: runs_feed("managed_agents_default").runs_reads >= 1, "the first read")
+        await until(lambda: runs_feed("managed_agents_default").status().runs_reads >= 1, "the first read")
         made = [
             ("manual", "session", (await asyncio.to_thread(hook.run_deployment, deployment_id)).id),
             ("schedule", "session", await asyncio.to_thread(fire)),
@@ -128,8 +114,8 @@ def test_each_new_matching_run_is_announced_once_in_order(
             "manual sessions": [r for kind, outcome, r in made if kind == "manual" and outcome == "session"],
         }
         await until(lambda: all(len(seen[n]) >= len(expected[n]) for n in filters), "every announcement")
-        reads = runs_feed("managed_agents_default").runs_reads
-        await until(lambda: runs_feed("managed_agents_default").runs_reads >= reads + 3, "three more reads")
+        reads = runs_feed("managed_agents_default").status().runs_reads
+        await until(lambda: runs_feed("managed_agents_default").status().runs_reads >= reads + 3, "three more reads")
         for task in tasks:
             await stop(task)
         return seen, expected
@@ -156,7 +142,7 @@ def test_a_restart_announces_what_came_while_down_once_and_nothing_twice(
         await until(lambda: watermark_stores.STATE_KEY in store.values, "the first watermark")
         for _ in range(runs_while_up):
             await asyncio.to_thread(run)
-        await until(lambda: set(made) <= store.announced(), "the watermark to record every run")
+        await until(lambda: set(made) <= announced(store), "the watermark to record every run")
         await stop(task)
         return seen
 
@@ -224,7 +210,7 @@ def test_watchers_of_one_deployment_share_one_stream_in_airflows_manager(
         late = watcher(deployment_id, late_store)
         late_start = pendulum.now("UTC")
         late_store.values[watermark_stores.STATE_KEY] = {"since": late_start.isoformat(), "announced": {}}
-        await until(lambda: runs_feed("managed_agents_default").runs_reads >= 1, "the first read")
+        await until(lambda: runs_feed("managed_agents_default").status().runs_reads >= 1, "the first read")
         made = [(await asyncio.to_thread(hook.run_deployment, deployment_id)).id for _ in range(2)]
         managed_agents_emulator.control(
             "POST", f"deployments/{deployment_id}/next_run_error", {"type": "environment_unavailable"}
@@ -235,9 +221,9 @@ def test_watchers_of_one_deployment_share_one_stream_in_airflows_manager(
             late.filter_shared_stream(manager.subscribe(trigger_id=9, trigger=late, key=key)), seen["late"]
         )
         await until(lambda: len(seen["late"]) == 3, "the late member's catch-up")
-        reads = runs_feed("managed_agents_default").runs_reads
-        await until(lambda: runs_feed("managed_agents_default").runs_reads >= reads + 3, "three more reads")
-        streams = len(runs_feed("managed_agents_default").streams)
+        reads = runs_feed("managed_agents_default").status().runs_reads
+        await until(lambda: runs_feed("managed_agents_default").status().runs_reads >= reads + 3, "three more reads")
+        streams = runs_feed("managed_agents_default").status().streams
         for number, task in enumerate(tasks.values()):
             await stop(task)
             await manager.unsubscribe(number if number < 3 else 9, key)
@@ -245,7 +231,7 @@ def test_watchers_of_one_deployment_share_one_stream_in_airflows_manager(
             "seen": seen,
             "made": made,
             "streams": streams,
-            "after": len(runs_feed("managed_agents_default").streams),
+            "after": runs_feed("managed_agents_default").status().streams,
         }
 
     result = asyncio.run(scenario())
@@ -268,13 +254,13 @@ def test_a_scheduled_runs_watcher_reads_just_after_each_fire(
         seen: list[dict[str, Any]] = []
         task = collect(watcher(deployment_id, trigger_type="schedule").run(), seen)
         feed = runs_feed("managed_agents_default")
-        await until(lambda: feed.runs_reads >= 1 and feed.deployments_read_at is not None, "the first reads")
+        await until(
+            lambda: feed.status().runs_reads >= 1 and feed.status().deployments_read_at is not None, "the first reads"
+        )
         await asyncio.sleep(5 * POLL)  # a manual-pace watcher would have read five more times
-        reads, planned, deployment_read = feed.runs_reads, feed.next_cycle, feed.deployments_read_at
-        stream = next(iter(feed.streams))
-        fire_look = stream.wait.next_runs_look(feed.deployments[deployment_id], feed.runs_read_at)
+        status = feed.status()
         await stop(task)
-        return reads, planned, deployment_read, fire_look
+        return status.runs_reads, status.next_look_at, status.deployments_read_at, status.next_runs_look[deployment_id]
 
     reads, planned, deployment_read, fire_look = asyncio.run(scenario())
     next_fire = DeploymentState.of(hook.get_deployment(deployment_id)).upcoming_runs_at[0]

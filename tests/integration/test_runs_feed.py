@@ -19,7 +19,8 @@ from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHo
 from airflow_provider_managed_agents.triggers import runs_feed as runs_feed_module
 from airflow_provider_managed_agents.triggers.deployment_runs import ManagedAgentsDeploymentRunTrigger
 from airflow_provider_managed_agents.triggers.runs_feed import runs_feed
-from airflow_provider_managed_agents.waiting.runs import LookState, RunWait, look
+from airflow_provider_managed_agents.waiting.events import RunWaitEvent, decode
+from airflow_provider_managed_agents.waiting.runs import LookState, RunWait, Verdict, look
 
 MESSAGE = {"type": "user.message", "content": [{"type": "text", "text": "go"}]}
 
@@ -53,9 +54,10 @@ def trigger_for(wait: RunWait, poll_interval: float = 0.2) -> ManagedAgentsDeplo
     )
 
 
-async def first_event(trigger: ManagedAgentsDeploymentRunTrigger) -> dict[str, Any]:
+async def first_event(trigger: ManagedAgentsDeploymentRunTrigger) -> Verdict:
+    """The trigger's one event, read back as the worker reads it."""
     event = await anext(aiter(trigger.run()))
-    return dict(event.payload)
+    return decode(event.payload, RunWaitEvent).verdict()
 
 
 class PagingHook:
@@ -119,8 +121,8 @@ def test_many_waits_resolve_with_the_run_a_single_wait_would_pick(
     events = asyncio.run(scenario())
     assert paging.made > 0  # runs really landed between the pages of a read
     for wait, event in zip(waits, events, strict=True):
-        assert event["status"] == "success", event
-        assert event["run"]["id"] == alone(hook, wait), wait
+        assert event.status == "success" and event.run is not None, event
+        assert event.run.id == alone(hook, wait), wait
 
 
 def test_a_run_that_fired_while_the_triggerer_was_down_is_delivered_once(
@@ -152,7 +154,7 @@ def test_a_run_that_fired_while_the_triggerer_was_down_is_delivered_once(
     fired = hook.run_deployment(deployment_id)  # while no triggerer runs
     later = hook.run_deployment(deployment_id)
     events = asyncio.run(second_triggerer())  # a new event loop: a new feed, as after a restart
-    assert {e["run"]["id"] for e in events} == {fired.id} and fired.id != later.id
+    assert {e.run.id for e in events if e.run} == {fired.id} and fired.id != later.id
 
 
 def test_feed_errors_are_transient_and_cancelled_waits_leave_cleanly(
@@ -180,19 +182,19 @@ def test_feed_errors_are_transient_and_cancelled_waits_leave_cleanly(
         done = await asyncio.gather(*tasks.values(), return_exceptions=True)
         managed_agents_emulator.clear_faults()
         feed = runs_feed("managed_agents_default")
-        for _ in range(50):  # the feed's loop ends once its last wait is gone
-            if feed._task is None or feed._task.done():
+        for _ in range(200):  # the feed's loop ends once its last wait is gone
+            if not feed.status().running:
                 break
             await asyncio.sleep(0.05)
-        return dict(zip(tasks, done, strict=True)), feed
+        return dict(zip(tasks, done, strict=True)), feed.status()
 
-    outcomes, feed = asyncio.run(scenario())
+    outcomes, status = asyncio.run(scenario())
     for deployment_id, outcome in outcomes.items():
         if deployment_id in cancelled_ids:
             assert isinstance(outcome, asyncio.CancelledError)
         else:
-            assert isinstance(outcome, dict) and outcome["status"] == "success", outcome
-    assert feed.waits == set() and feed.by_deployment == {}
+            assert isinstance(outcome, Verdict) and outcome.status == "success", outcome
+    assert status.waits == 0 and not status.running
     assert managed_agents_emulator.request_counts()["faults"] > 0
 
 
@@ -220,11 +222,12 @@ def test_one_runs_query_per_poll_however_many_waits(
         for deployment_id in ids:
             await asyncio.to_thread(hook.run_deployment, deployment_id)
         await asyncio.wait_for(asyncio.gather(*tasks), 60)
-        return runs_feed("managed_agents_default").runs_reads, time.monotonic() - started
+        return runs_feed("managed_agents_default").status().runs_reads, time.monotonic() - started
 
     reads, elapsed = asyncio.run(scenario())
     counts = managed_agents_emulator.request_counts()["by_endpoint"]
-    assert counts["GET /v1/deployment_runs"] == reads  # one request a read (a page holds them all)
+    # One request a read (a page holds them all), beside the one each manual run notes before it sends.
+    assert counts["GET /v1/deployment_runs"] == reads + len(ids)
     # About one per 0.5 s however long a loaded machine takes, not one per wait per poll (60 x that).
     assert reads <= elapsed / 0.5 + 2
     assert counts.get("GET /v1/deployments", 0) <= 2 + elapsed // 60  # the deployments list, not 60 reads

@@ -5,15 +5,19 @@ sleep of the wait moves it, so a session's whole script plays out without wall-c
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from typing import Any
 
 import pendulum
 import pytest
-from airflow.sdk.bases import sensor as base_sensor_module
+from fakes import EmulatorClock, FakeTI, TaskStateStore, context, finish_deferred, use_clock
 
 from airflow_provider_managed_agents import exceptions as errors
-from airflow_provider_managed_agents.compat import AirflowSensorTimeout, TaskDeferred
+from airflow_provider_managed_agents.compat import (
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowTaskTimeout,
+    TaskDeferred,
+)
 from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
 from airflow_provider_managed_agents.operators.deployments import ManagedAgentsRunDeploymentOperator
 from airflow_provider_managed_agents.sensors.deployment_runs import ManagedAgentsDeploymentRunSensor
@@ -24,78 +28,18 @@ MESSAGE = {"type": "user.message", "content": [{"type": "text", "text": "Check t
 OUTCOME = {"type": "user.define_outcome", "description": "a verdict", "rubric": {"type": "text", "content": "r"}}
 
 
-class EmulatorTime:
-    """The provider's clock is the emulator's frozen one; every sleep moves both."""
-
-    def __init__(self, emulator: Any):
-        self.emulator = emulator
-        emulator.freeze_clock(True)
-        self.t = pendulum.parse(emulator.state()["now"])
-        self.slept: list[float] = []
-
-    def now(self) -> Any:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        seconds = max(seconds, 0.0)
-        self.slept.append(seconds)
-        self.emulator.advance_clock(seconds)
-        self.t = self.t + timedelta(seconds=seconds)
-
-    async def asleep(self, seconds: float) -> None:
-        self.sleep(seconds)
-
-    # BaseSensorOperator's poke loop reads ``time.monotonic`` and sleeps with ``time.sleep``.
-    def monotonic(self) -> float:
-        return self.t.timestamp()
-
-    def utcnow(self) -> Any:
-        return self.t
-
-
-class TI:
-    dag_id, task_id, run_id, map_index = "d", "t", "r", -1
-
-    def __init__(self, try_number: int = 1) -> None:
-        self.try_number = try_number
-        self.start_date = pendulum.now("UTC")
-        self.xcom: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcom[key] = value
-
-    def get_first_reschedule_date(self, context: Any) -> None:
-        return None
-
-
-class Store:
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, default)
-
-    def set(self, key: str, value: Any) -> None:
-        self.values[key] = value
-
-    def delete(self, key: str) -> None:
-        self.values.pop(key, None)
-
-
 @pytest.fixture
-def time(managed_agents_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> EmulatorTime:
+def time(managed_agents_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> EmulatorClock:
     monkeypatch.setenv("AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT", managed_agents_emulator.connection_json())
-    fake = EmulatorTime(managed_agents_emulator)
-    monkeypatch.setattr(clock, "now", fake.now)
-    monkeypatch.setattr(clock, "sleep", fake.sleep)
-    monkeypatch.setattr(clock, "asleep", fake.asleep)
-    monkeypatch.setattr(base_sensor_module, "time", fake)
-    monkeypatch.setattr(base_sensor_module, "timezone", fake)
-    return fake
+    return use_clock(monkeypatch, EmulatorClock(managed_agents_emulator))  # type: ignore[return-value]
+
+
+def TI(try_number: int = 1) -> FakeTI:
+    return FakeTI(try_number, dag_id="d", task_id="t", run_id="r", start_date=pendulum.now("UTC"))
 
 
 @pytest.fixture
-def hook(time: EmulatorTime) -> ManagedAgentsHook:
+def hook(time: EmulatorClock) -> ManagedAgentsHook:
     return ManagedAgentsHook()
 
 
@@ -109,27 +53,6 @@ def deployment(hook: ManagedAgentsHook, emulator: Any, *, outcome: bool = False,
     return made.id
 
 
-def context(ti: TI, store: Store | None = None) -> Any:
-    return {"ti": ti, "task_state_store": store or Store()}
-
-
-def finish_deferred(task: Any, ctx: Any) -> Any:
-    """Run a deferring task as Airflow does: execute; while it defers, its trigger (rebuilt from
-    its serialised form) to the first event, then resume."""
-    step = lambda: task.execute(ctx)  # noqa: E731
-    while True:
-        try:
-            return step()
-        except TaskDeferred as deferred:
-            trigger, method, kwargs = deferred.trigger, deferred.method_name, deferred.kwargs or {}
-            assert type(deferred.timeout) is timedelta  # the task runner refuses pendulum's Duration
-        rebuilt = type(trigger)(**trigger.serialize()[1])
-        event = asyncio.run(anext(aiter(rebuilt.run())))
-        step = lambda method=method, kwargs=kwargs, event=event: task.resume_execution(  # noqa: E731
-            method, {**kwargs, "event": event.payload}, ctx
-        )
-
-
 def run_op(deployment_id: str, **kwargs: Any) -> ManagedAgentsRunDeploymentOperator:
     kwargs.setdefault("poll_interval", 2)
     return ManagedAgentsRunDeploymentOperator(
@@ -139,7 +62,7 @@ def run_op(deployment_id: str, **kwargs: Any) -> ManagedAgentsRunDeploymentOpera
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["worker", "deferred"])
 def test_the_run_operator_gates_on_the_agents_finished_work(
-    hook: ManagedAgentsHook, managed_agents_emulator: Any, time: EmulatorTime, deferrable: bool
+    hook: ManagedAgentsHook, managed_agents_emulator: Any, time: EmulatorClock, deferrable: bool
 ) -> None:
     deployment_id = deployment(hook, managed_agents_emulator, outcome=True, final_text="Load is clean.", iterations=2)
     managed_agents_emulator.control("DELETE", "requests")
@@ -151,12 +74,12 @@ def test_the_run_operator_gates_on_the_agents_finished_work(
     assert ti.xcom["final_message"] == "Load is clean."
     assert [(o["result"], o["iteration"]) for o in ti.xcom["outcome"]] == [("satisfied", 1)]
     assert ti.xcom["usage"]["input_tokens"] == 2400 and ti.xcom["usage"]["list_cost"]["amount"].isdigit()
-    assert op.session_url and ti.xcom["session_id"] in op.session_url
+    assert ti.xcom["session_url"].endswith(f"/sessions/{ti.xcom['session_id']}")
     counts = managed_agents_emulator.request_counts()["by_endpoint"]
     looks = counts["GET /v1/sessions/{session_id}"]
     # One request per look while it runs, the status events when it may be over, the final text.
     assert counts["GET /v1/sessions/{session_id}/events"] == 2
-    assert looks <= sum(time.slept) / 2 + 2
+    assert looks <= sum(time.sleeps) / 2 + 2
 
 
 @pytest.mark.parametrize(
@@ -184,16 +107,96 @@ def test_each_ending_fails_the_run_operator_with_its_class_and_publishes_the_ses
     assert ti.xcom["session_status"] in ("idle", "terminated") and "usage" in ti.xcom  # published on failure too
 
 
-def test_the_run_operator_times_out_at_its_own_deadline(hook: ManagedAgentsHook, managed_agents_emulator: Any) -> None:
+@pytest.mark.parametrize("deferrable", [False, True], ids=["worker", "deferred"])
+def test_the_run_operator_gives_up_at_its_own_deadline_and_interrupts_its_session(
+    hook: ManagedAgentsHook, managed_agents_emulator: Any, time: EmulatorClock, deferrable: bool
+) -> None:
     deployment_id = deployment(hook, managed_agents_emulator, turn_seconds=600)
-    ti = TI()
+    ti, store = TI(), TaskStateStore()
+    op = run_op(deployment_id, timeout=30, deferrable=deferrable)
     with pytest.raises(AirflowSensorTimeout, match="Timed out after 30 s waiting for session sesn_"):
-        run_op(deployment_id, timeout=30).execute(context(ti))
+        finish_deferred(op, context(ti, store))
     assert ti.xcom["session_status"] == "running"  # what it was doing when the wait gave up
+    events = [e.type for e in hook.list_session_events(ti.xcom["session_id"])]
+    assert "user.interrupt" in events and hook.get_session(ti.xcom["session_id"]).status == "idle"
+    assert store.values == {}  # stopped: a retry starts a new run rather than adopt a stopped one
+
+
+def test_a_task_that_leaves_its_session_running_on_timeout_lets_a_retry_reattach(
+    hook: ManagedAgentsHook, managed_agents_emulator: Any, time: EmulatorClock
+) -> None:
+    deployment_id = deployment(hook, managed_agents_emulator, turn_seconds=60)
+    store = TaskStateStore()
+    first = TI(1)
+    with pytest.raises(AirflowSensorTimeout):
+        run_op(deployment_id, timeout=20, on_kill_session="none").execute(context(first, store))
+    assert "user.interrupt" not in [e.type for e in hook.list_session_events(first.xcom["session_id"])]
+    second = TI(2)
+    assert run_op(deployment_id, timeout=600).execute(context(second, store)) == first.xcom["deployment_run"]["id"]
+    assert second.xcom["stop_reason"] == "end_turn"
+
+
+def test_out_of_execution_timeout_on_the_worker_the_task_interrupts_its_session(
+    hook: ManagedAgentsHook, managed_agents_emulator: Any, time: EmulatorClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What Airflow's task runner does at execution_timeout: AirflowTaskTimeout unwinds the
+    follow (raised in its sleep by the alarm), then the runner calls on_kill."""
+    deployment_id = deployment(hook, managed_agents_emulator, turn_seconds=600)
+    op = run_op(deployment_id)
+
+    def alarm_while_waiting(seconds: float) -> None:
+        time.sleep(seconds)
+        if len(time.sleeps) == 3:
+            raise AirflowTaskTimeout()
+
+    monkeypatch.setattr(clock, "sleep", alarm_while_waiting)
+    ti, store = TI(), TaskStateStore()
+    with pytest.raises(AirflowTaskTimeout):
+        try:
+            op.execute(context(ti, store))
+        except AirflowTaskTimeout:
+            op.on_kill()  # as the task runner does
+            raise
+    events = [e.type for e in hook.list_session_events(ti.xcom["session_id"])]
+    assert "user.interrupt" in events and hook.get_session(ti.xcom["session_id"]).status == "idle"
+    assert store.values == {}
+
+
+@pytest.mark.parametrize("task", ["run operator", "run sensor", "session sensor"])
+def test_a_session_that_vanishes_while_deferred_fails_the_task_with_the_apis_typed_error(
+    hook: ManagedAgentsHook, managed_agents_emulator: Any, time: EmulatorClock, task: str
+) -> None:
+    """A deleted session or a revoked key while the trigger waits: the task fails with the
+    API's own class (no retry can fix a 404), never a KeyError of a half-read event."""
+    deployment_id = deployment(hook, managed_agents_emulator, turn_seconds=600)
+    waiting: Any
+    if task == "run operator":
+        waiting = run_op(deployment_id, deferrable=True)
+    else:
+        run = hook.run_deployment(deployment_id)
+        assert run.session_id is not None
+        time.sleep(5)  # running now
+        if task == "run sensor":
+            waiting = ManagedAgentsDeploymentRunSensor(
+                task_id="gate", deployment_run_id=run.id, wait_for_session_end=True, deferrable=True, timeout=600
+            )
+        else:
+            waiting = ManagedAgentsSessionSensor(
+                task_id="gate", session_id=run.session_id, deferrable=True, timeout=600
+            )
+    ctx = context(TI())
+    with pytest.raises(TaskDeferred) as deferred:
+        waiting.execute(ctx)
+    managed_agents_emulator.reset()
+    trigger = deferred.value.trigger
+    event = asyncio.run(anext(aiter(type(trigger)(**trigger.serialize()[1]).run())))
+    with pytest.raises(errors.ManagedAgentsNotFoundError, match="404 not_found_error") as caught:
+        waiting.resume_execution(deferred.value.method_name, {"event": event.payload}, ctx)
+    assert isinstance(caught.value, AirflowFailException)
 
 
 def test_a_killed_task_interrupts_the_session_it_started(
-    hook: ManagedAgentsHook, managed_agents_emulator: Any, time: EmulatorTime, monkeypatch: pytest.MonkeyPatch
+    hook: ManagedAgentsHook, managed_agents_emulator: Any, time: EmulatorClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     deployment_id = deployment(hook, managed_agents_emulator, turn_seconds=600)
     op = run_op(deployment_id)
@@ -203,7 +206,7 @@ def test_a_killed_task_interrupts_the_session_it_started(
 
     def killed_while_waiting(seconds: float) -> None:
         time.sleep(seconds)
-        if len(time.slept) == 2:
+        if len(time.sleeps) == 2:
             op.on_kill()  # what the worker does on SIGTERM
             raise Killed
 
@@ -216,10 +219,10 @@ def test_a_killed_task_interrupts_the_session_it_started(
 
 
 def test_a_retry_reattaches_to_the_session_it_was_following(
-    hook: ManagedAgentsHook, managed_agents_emulator: Any, time: EmulatorTime, monkeypatch: pytest.MonkeyPatch
+    hook: ManagedAgentsHook, managed_agents_emulator: Any, time: EmulatorClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     deployment_id = deployment(hook, managed_agents_emulator, turn_seconds=20)
-    store = Store()
+    store = TaskStateStore()
 
     class WorkerDied(BaseException):
         pass
@@ -241,7 +244,7 @@ def test_a_retry_reattaches_to_the_session_it_was_following(
 
 @pytest.mark.parametrize("mode", ["poke", "deferrable"])
 def test_a_scheduled_fire_gated_to_the_end_of_its_session(
-    hook: ManagedAgentsHook, managed_agents_emulator: Any, time: EmulatorTime, mode: str
+    hook: ManagedAgentsHook, managed_agents_emulator: Any, time: EmulatorClock, mode: str
 ) -> None:
     deployment_id = deployment(hook, managed_agents_emulator, final_text="Nightly review done.")
     hook.update_deployment(deployment_id, schedule={"type": "cron", "expression": "*/5 * * * *", "timezone": "UTC"})

@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 import pendulum
+from fakes import FakeTI
+from fakes import context as fake_context
 
 from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
 from airflow_provider_managed_agents.operators.deployments import (
@@ -31,36 +33,8 @@ FAULT_KINDS = ["429", "529", "500", "503", "drop", "commit_then_drop", "latency"
 MARKER = "airflow_idempotency_key"
 
 
-class TaskStateStore:
-    """``context["task_state_store"]`` as Airflow >= 3.3 gives it: kept across a task's tries."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, default)
-
-    def set(self, key: str, value: Any) -> None:
-        self.values[key] = value
-
-    def delete(self, key: str) -> None:
-        self.values.pop(key, None)
-
-
-class CampaignTI:
-    """The slice of a task instance the operators use."""
-
-    def __init__(self, cycle: int):
-        self.dag_id = "reliability"
-        self.task_id = f"cycle_{cycle}"
-        self.run_id = "campaign"
-        self.map_index = -1
-        self.try_number = 1
-        self.start_date = pendulum.now("UTC")
-        self.xcom: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcom[key] = value
+def CampaignTI(cycle: int) -> FakeTI:
+    return FakeTI(dag_id="reliability", task_id=f"cycle_{cycle}", run_id="campaign", start_date=pendulum.now("UTC"))
 
 
 @dataclass
@@ -206,7 +180,7 @@ def one_cycle(hook: ManagedAgentsHook, cycle: int, base_url: str, script: dict[s
     from airflow_provider_managed_agents.exceptions import SessionError
 
     ti = CampaignTI(cycle)
-    context: Any = {"ti": ti, "dag_run": None, "task_state_store": TaskStateStore()}
+    context = fake_context(ti)
     create = ManagedAgentsCreateDeploymentOperator(
         task_id=ti.task_id,
         agent="agent_demo",

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from campaign import CampaignTI, TaskStateStore  # type: ignore[import-not-found]
+from campaign import CampaignTI  # type: ignore[import-not-found]
+from fakes import TaskStateStore
 
 from airflow_provider_managed_agents.exceptions import SessionRateLimitedRunError
 from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook

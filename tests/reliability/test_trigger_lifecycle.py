@@ -13,6 +13,7 @@ import pytest
 
 from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
 from airflow_provider_managed_agents.triggers.deployment_runs import ManagedAgentsDeploymentRunTrigger
+from airflow_provider_managed_agents.waiting.events import RunWaitEvent, decode
 from airflow_provider_managed_agents.waiting.runs import RunWait
 
 PARAMS = {
@@ -76,9 +77,9 @@ def test_a_run_fired_while_the_triggerer_was_down_is_found_exactly_once(
 
     fired, event, again = asyncio.run(scenario())
     assert classpath.endswith("ManagedAgentsDeploymentRunTrigger")
-    assert event.payload["status"] == "success"
-    assert event.payload["run"]["id"] == fired["id"]
-    assert again.payload["run"]["id"] == fired["id"]  # the same run, never a second one
+    verdict, verdict_again = (decode(e.payload, RunWaitEvent).verdict() for e in (event, again))
+    assert verdict.status == "success" and verdict.run is not None and verdict.run.id == fired["id"]
+    assert verdict_again.run is not None and verdict_again.run.id == fired["id"]  # the same run, never a second one
     runs = [r for r in managed_agents_emulator.state()["runs"] if r["deployment_id"] == deployment.id]
     assert len(runs) == 1
 

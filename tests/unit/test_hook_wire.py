@@ -119,7 +119,6 @@ def test_every_request_carries_the_api_headers() -> None:
         (lambda h: h.archive_deployment("depl_1"), "POST", "/v1/deployments/depl_1/archive", None, DEPLOYMENT),
         (lambda h: h.pause_deployment("depl_1"), "POST", "/v1/deployments/depl_1/pause", None, DEPLOYMENT),
         (lambda h: h.unpause_deployment("depl_1"), "POST", "/v1/deployments/depl_1/unpause", None, DEPLOYMENT),
-        (lambda h: h.run_deployment("depl_1"), "POST", "/v1/deployments/depl_1/run", None, RUN),
         (lambda h: h.get_deployment_run("drun_1"), "GET", "/v1/deployment_runs/drun_1", None, RUN),
     ],
 )
@@ -357,26 +356,53 @@ def test_a_create_without_a_key_is_not_resent_after_an_ambiguous_failure(failure
     assert len(wire.requests) == 1
 
 
+def page(*runs: dict[str, Any]) -> httpx.Response:
+    return httpx.Response(200, json={"data": list(runs), "next_page": None})
+
+
+def test_a_run_notes_the_manual_runs_already_there_then_sends() -> None:
+    hook, wire, _ = make_hook(sequence(page(), httpx.Response(200, json=RUN)))
+    sends: list[Any] = []
+    assert hook.run_deployment("depl_1", on_send=sends.append).id == "drun_1"
+    assert [f"{r.method} {r.url.path}" for r in wire.requests] == [
+        "GET /v1/deployment_runs",
+        "POST /v1/deployments/depl_1/run",
+    ]
+    noted = wire.requests[0].url.params
+    assert noted["deployment_id"] == "depl_1" and noted["trigger_type"] == "manual" and "created_at[gte]" in noted
+    assert wire.requests[1].content == b""
+    assert [s.deployment_id for s in sends] == ["depl_1"] and sends[0].before == ()
+
+
 @pytest.mark.parametrize("failure", AMBIGUOUS, ids=AMBIGUOUS_IDS)
 def test_a_run_is_resent_after_an_ambiguous_failure_only_once_nothing_landed(failure: Any) -> None:
-    empty = httpx.Response(200, json={"data": [], "next_page": None})
-    hook, wire, _ = make_hook(sequence(failure, empty, httpx.Response(200, json=RUN)))
+    hook, wire, _ = make_hook(sequence(page(), failure, page(), httpx.Response(200, json=RUN)))
     assert hook.run_deployment("depl_1").id == "drun_1"
     assert [f"{r.method} {r.url.path}" for r in wire.requests] == [
+        "GET /v1/deployment_runs",
         "POST /v1/deployments/depl_1/run",
         "GET /v1/deployment_runs",
         "POST /v1/deployments/depl_1/run",
     ]
-    lookup = wire.requests[1].url.params
+    lookup = wire.requests[2].url.params
     assert lookup["deployment_id"] == "depl_1" and lookup["trigger_type"] == "manual" and "created_at[gte]" in lookup
 
 
 def test_a_run_that_landed_despite_the_failure_is_adopted_not_sent_again() -> None:
-    hook, wire, _ = make_hook(
-        sequence(httpx.RemoteProtocolError("dropped"), httpx.Response(200, json={"data": [RUN], "next_page": None}))
-    )
+    hook, wire, _ = make_hook(sequence(page(), httpx.RemoteProtocolError("dropped"), page(RUN)))
     assert hook.run_deployment("depl_1").id == "drun_1"
-    assert [r.method for r in wire.requests] == ["POST", "GET"]
+    assert [r.method for r in wire.requests] == ["GET", "POST", "GET"]
+
+
+def test_a_run_made_just_before_the_send_is_never_taken_for_its_own() -> None:
+    """Two manual runs of one deployment within a second and one plain 503: the send that got
+    the 503 made nothing, so it is sent again, whatever the clocks say (issue: a task reported
+    a run it did not make)."""
+    earlier = {**RUN, "id": "drun_earlier"}
+    made = {**RUN, "id": "drun_mine"}
+    hook, wire, _ = make_hook(sequence(page(earlier), error(503), page(earlier), httpx.Response(200, json=made)))
+    assert hook.run_deployment("depl_1").id == "drun_mine"
+    assert [r.method for r in wire.requests] == ["GET", "POST", "GET", "POST"]
 
 
 @pytest.mark.parametrize(
@@ -385,9 +411,9 @@ def test_a_run_that_landed_despite_the_failure_is_adopted_not_sent_again() -> No
     ids=["429", "529", "connect-error"],
 )
 def test_writes_are_resent_when_they_provably_did_not_land(failure: Any) -> None:
-    hook, wire, _ = make_hook(sequence(failure, httpx.Response(200, json=RUN)))
+    hook, wire, _ = make_hook(sequence(page(), failure, httpx.Response(200, json=RUN)))
     assert hook.run_deployment("depl_1").id == "drun_1"
-    assert len(wire.requests) == 2
+    assert [r.method for r in wire.requests] == ["GET", "POST", "POST"]
 
 
 def test_an_idempotency_key_adopts_what_an_ambiguous_create_made() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import api_samples
 import httpx
 import pytest
+from fakes import FakeTI, context
 
 from airflow_provider_managed_agents import exceptions as errors
 from airflow_provider_managed_agents.compat import AirflowFailException
@@ -24,6 +25,7 @@ from airflow_provider_managed_agents.operators.deployments import (
 )
 
 NOW = api_samples.NOW
+NO_RUNS = {"data": [], "next_page": None}
 SECRET_TOKEN = "ghp_SENTINEL_TOKEN_123"
 
 
@@ -69,49 +71,12 @@ class FakeApi:
         return [json.loads(r.content) for r in self.requests if r.content]
 
 
-class FakeTI:
-    dag_id = "dag_a"
-    task_id = "task_b"
-    run_id = "manual__2026-05-01"
-    map_index = -1
-    start_date = None
-
-    def __init__(self, try_number: int = 1):
-        self.try_number = try_number
-        self.xcom: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        json.dumps(value)  # XCom must be JSON-safe
-        self.xcom[key] = value
-
-
 def wire(operator: Any, api: FakeApi) -> None:
     hook = ManagedAgentsHook()
     settings = Settings(api_key=Secret("sk-test"), base_url="http://api.test", console_url="https://console.test")
     hook._settings = settings
     hook.__dict__["client"] = httpx.Client(transport=httpx.MockTransport(api), **settings.client_options())
     operator.__dict__["hook"] = hook
-
-
-class FakeTaskStateStore:
-    """``context["task_state_store"]`` as Airflow >= 3.3 gives it: kept across a task's tries."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, default)
-
-    def set(self, key: str, value: Any) -> None:
-        json.dumps(value)
-        self.values[key] = value
-
-    def delete(self, key: str) -> None:
-        self.values.pop(key, None)
-
-
-def context(ti: FakeTI, store: FakeTaskStateStore | None = None) -> Any:
-    return {"ti": ti, "dag_run": None, "task_state_store": store or FakeTaskStateStore()}
 
 
 def create_op(**kwargs: Any) -> ManagedAgentsCreateDeploymentOperator:
@@ -274,13 +239,15 @@ def test_pausing_an_archived_deployment_fails_without_retries() -> None:
 
 
 def test_run_success_returns_the_run_id_and_pushes_the_session() -> None:
-    api = FakeApi({"POST /v1/deployments/depl_1/run": run_json()})
+    api = FakeApi({"GET /v1/deployment_runs": NO_RUNS, "POST /v1/deployments/depl_1/run": run_json()})
     op = ManagedAgentsRunDeploymentOperator(task_id="run", deployment_id="depl_1")
     wire(op, api)
     ti = FakeTI()
     assert op.execute(context(ti)) == "drun_1"
     assert ti.xcom["session_id"] == "sesn_1"
     assert ti.xcom["deployment_run"]["id"] == "drun_1"
+    assert ti.xcom["deployment_url"] == "https://console.test/workspaces/default/deployments/depl_1"
+    assert ti.xcom["session_url"] == "https://console.test/workspaces/default/sessions/sesn_1"
 
 
 @pytest.mark.parametrize(
@@ -298,7 +265,7 @@ def test_run_success_returns_the_run_id_and_pushes_the_session() -> None:
 def test_run_errors_raise_their_class_and_only_terminal_ones_skip_retries(
     error_type: str, cls: type[Exception], terminal: bool
 ) -> None:
-    api = FakeApi({"POST /v1/deployments/depl_1/run": run_json(error_type)})
+    api = FakeApi({"GET /v1/deployment_runs": NO_RUNS, "POST /v1/deployments/depl_1/run": run_json(error_type)})
     op = ManagedAgentsRunDeploymentOperator(task_id="run", deployment_id="depl_1")
     wire(op, api)
     ti = FakeTI()
@@ -371,9 +338,11 @@ def test_deferring_says_when_this_airflow_cannot_stop_the_session_on_kill(
     import pendulum
 
     from airflow_provider_managed_agents import compat
+    from airflow_provider_managed_agents.following import TimeLimit
 
     monkeypatch.setattr(compat, "triggers_hear_kills", lambda: hears)
     operator = ManagedAgentsRunDeploymentOperator(task_id="run", deployment_id="depl_1", wait_for_session_end=True)
-    trigger = operator._session_trigger("sesn_1", pendulum.now("UTC"), 60.0, stop_on_kill=True, carry={})
-    assert trigger.on_kill_session == "interrupt"
+    now = pendulum.now("UTC")
+    trigger = operator._session_trigger("sesn_1", TimeLimit(now.add(minutes=1), 60.0), now, run_id="drun_1")
+    assert trigger.on_kill_session == "interrupt" and trigger.run_id == "drun_1"
     assert ("leaves session sesn_1 running" in capsys.readouterr().out) is warned

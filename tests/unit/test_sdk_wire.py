@@ -114,7 +114,7 @@ def through_hook(call: Callable[[ManagedAgentsHook], Any]) -> dict[str, Any]:
     result = call(hook)
     if hasattr(result, "__iter__") and not isinstance(result, (dict, str)) and not hasattr(result, "model_dump"):
         list(result)
-    (request,) = seen
+    request = seen[-1]  # a run first notes the runs already there (a read the SDK does not make)
     return normalised(request.method, str(request.url), request.content, request.headers)
 
 

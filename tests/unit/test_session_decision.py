@@ -9,7 +9,7 @@ import pytest
 from airflow_provider_managed_agents import exceptions as errors
 from airflow_provider_managed_agents.models.session_events import SessionEventPage
 from airflow_provider_managed_agents.models.sessions import Session
-from airflow_provider_managed_agents.waiting.sessions import SessionFacts, judge, report, verdict_from_event
+from airflow_provider_managed_agents.waiting.sessions import SessionFacts, judge, report
 
 NOW = "2026-05-01T12:00:00Z"
 
@@ -185,23 +185,6 @@ def test_every_session_error_is_final_for_airflow() -> None:
         errors.UnknownSessionStopError,
     ):
         assert issubclass(cls, errors.SessionError) and issubclass(cls, AirflowFailException)
-
-
-def test_the_facts_cross_the_triggerer_and_are_judged_the_same() -> None:
-    for newest_first, outcomes in (
-        (events(idle("end_turn"), RUNNING), None),
-        (events(idle("refusal", stop_details={"type": "refusal", "category": "bio"}), RUNNING), None),
-        (events(idle("end_turn"), RUNNING), [outcome("failed", 1, explanation="no")]),
-    ):
-        direct = verdict_of(newest_first=newest_first, outcomes=outcomes)
-        assert direct.facts is not None
-        event = {"status": direct.status, "reason": direct.reason, "facts": direct.facts.to_dict()}
-        again = verdict_from_event(event)
-        assert (again.status, type(again.error), str(again.error)) == (
-            direct.status,
-            type(direct.error),
-            str(direct.error),
-        )
 
 
 def test_the_report_holds_every_xcom_key() -> None:

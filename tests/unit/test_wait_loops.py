@@ -9,9 +9,8 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-import pendulum
 import pytest
-from airflow.sdk.bases import sensor as base_sensor_module
+from fakes import T0, FakeClock, FakeTI, use_clock
 
 from airflow_provider_managed_agents import exceptions as errors
 from airflow_provider_managed_agents.compat import AirflowSensorTimeout, AirflowSkipException
@@ -21,35 +20,6 @@ from airflow_provider_managed_agents.hooks.wire import Secret, Settings
 from airflow_provider_managed_agents.models.cron import fire_times_after
 from airflow_provider_managed_agents.sensors.deployment_runs import ManagedAgentsDeploymentRunSensor
 from airflow_provider_managed_agents.triggers.deployment_runs import ManagedAgentsDeploymentRunTrigger
-from airflow_provider_managed_agents.waiting import clock
-
-T0 = pendulum.datetime(2026, 5, 1, 12, 0, 30)
-
-
-class FakeClock:
-    """Every ``now`` of the provider and of BaseSensorOperator's loop; sleeps move it."""
-
-    def __init__(self) -> None:
-        self.t = T0
-        self.sleeps: list[float] = []
-
-    def now(self) -> pendulum.DateTime:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(round(seconds, 3))
-        self.t = self.t + timedelta(seconds=seconds)
-
-    async def asleep(self, seconds: float) -> None:
-        self.sleep(max(seconds, 0.0))
-
-    # BaseSensorOperator's loop reads ``time.monotonic`` (poke mode) or ``timezone.utcnow``
-    # (reschedule mode) and sleeps with ``time.sleep``.
-    def monotonic(self) -> float:
-        return (self.t - T0).total_seconds()
-
-    def utcnow(self) -> pendulum.DateTime:
-        return self.t
 
 
 class Service:
@@ -59,8 +29,8 @@ class Service:
     def __init__(self, fake: FakeClock, *, schedule: str | None = None) -> None:
         self.fake = fake
         self.schedule = schedule
-        self.paused_at: pendulum.DateTime | None = None
-        self.run_at: pendulum.DateTime | None = None
+        self.paused_at: Any = None
+        self.run_at: Any = None
         self.run_error: str | None = None
         self.fail_with: list[int] = []
         self.fail_from = 0.0
@@ -91,7 +61,7 @@ class Service:
             "trigger_context": {"type": "manual"},
         }
 
-    def deployment(self, now: pendulum.DateTime) -> dict[str, Any]:
+    def deployment(self, now: Any) -> dict[str, Any]:
         paused = self.paused_at is not None and now >= self.paused_at
         data: dict[str, Any] = {
             "id": "depl_1",
@@ -115,34 +85,13 @@ class Service:
             }
         return data
 
-    def at(self, seconds: float) -> pendulum.DateTime:
+    def at(self, seconds: float) -> Any:
         return T0 + timedelta(seconds=seconds)
-
-
-class FakeTI:
-    dag_id, task_id, run_id, map_index, try_number = "d", "gate", "r", -1, 1
-
-    def __init__(self) -> None:
-        self.start_date = T0
-        self.xcom: dict[str, Any] = {}
-        self.first_reschedule: pendulum.DateTime | None = None
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcom[key] = value
-
-    def get_first_reschedule_date(self, context: Any) -> pendulum.DateTime | None:
-        return self.first_reschedule
 
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
-    monkeypatch.setattr(clock, "now", fake.now)
-    monkeypatch.setattr(clock, "sleep", fake.sleep)
-    monkeypatch.setattr(clock, "asleep", fake.asleep)
-    monkeypatch.setattr(base_sensor_module, "time", fake)
-    monkeypatch.setattr(base_sensor_module, "timezone", fake)
-    return fake
+    return use_clock(monkeypatch, FakeClock())
 
 
 def wired(service: Service, monkeypatch: pytest.MonkeyPatch, **kwargs: Any) -> ManagedAgentsDeploymentRunSensor:
