@@ -1,5 +1,5 @@
 """The one look loop of every wait: look, ride out transient errors, stop at the deadline,
-compute the next look.
+compute the next look; and a look's reads, written once for both clients.
 
 A poking sensor (one :func:`step` per poke), a task following a session on its worker
 (:func:`follow`), a trigger (:func:`afollow`) and the runs feed (:func:`afollow` over all of its
@@ -15,17 +15,25 @@ I/O, so the sync and async drivers are the same few lines around it:
   (``final=True``: fresh reads, nothing from memory);
 - otherwise the next look is the verdict's ``next_look_at`` (schedule-aware for runs), never
   past the deadline.
+
+A look itself is a plan (a generator) that yields the reads it needs (:class:`Read`) and decides
+from their answers; :func:`answer` runs it with the blocking hook (a poke, a worker),
+:func:`aanswer` with the async one (a trigger). So a poke and a trigger make the same requests in
+the same order and reach the same verdict, and a look's logic exists once.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from airflow_provider_managed_agents.waiting import clock
+
+if TYPE_CHECKING:
+    from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
 
 log = logging.getLogger(__name__)
 
@@ -166,3 +174,105 @@ async def afollow(
         ended = await astep(pace, look)
         if ended is not None:
             return ended
+
+
+# --- what a look reads ----------------------------------------------------------------------
+
+ResultT = TypeVar("ResultT")
+Plan = Generator["Read", Any, ResultT]
+
+
+class Read:
+    """One read of the API, by either client."""
+
+    def send(self, hook: ManagedAgentsHook) -> Any:
+        raise NotImplementedError
+
+    async def asend(self, hook: ManagedAgentsHook) -> Any:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ReadRun(Read):
+    """A deployment run."""
+
+    run_id: str
+
+    def send(self, hook: ManagedAgentsHook) -> Any:
+        return hook.get_deployment_run(self.run_id)
+
+    async def asend(self, hook: ManagedAgentsHook) -> Any:
+        return await hook.aget_deployment_run(self.run_id)
+
+
+@dataclass(frozen=True)
+class ReadRuns(Read):
+    """Every run matching ``filters``, every page."""
+
+    filters: dict[str, Any]
+
+    def send(self, hook: ManagedAgentsHook) -> Any:
+        return list(hook.list_deployment_runs(**self.filters))
+
+    async def asend(self, hook: ManagedAgentsHook) -> Any:
+        return [run async for run in hook.alist_deployment_runs(**self.filters)]
+
+
+@dataclass(frozen=True)
+class ReadDeployment(Read):
+    """A deployment."""
+
+    deployment_id: str
+
+    def send(self, hook: ManagedAgentsHook) -> Any:
+        return hook.get_deployment(self.deployment_id)
+
+    async def asend(self, hook: ManagedAgentsHook) -> Any:
+        return await hook.aget_deployment(self.deployment_id)
+
+
+@dataclass(frozen=True)
+class ReadSession(Read):
+    """A session."""
+
+    session_id: str
+
+    def send(self, hook: ManagedAgentsHook) -> Any:
+        return hook.get_session(self.session_id)
+
+    async def asend(self, hook: ManagedAgentsHook) -> Any:
+        return await hook.aget_session(self.session_id)
+
+
+@dataclass(frozen=True)
+class ReadEvents(Read):
+    """One page of a session's events matching ``filters``."""
+
+    session_id: str
+    filters: dict[str, Any]
+
+    def send(self, hook: ManagedAgentsHook) -> Any:
+        return hook.list_session_events_page(self.session_id, **self.filters).data
+
+    async def asend(self, hook: ManagedAgentsHook) -> Any:
+        return (await hook.alist_session_events_page(self.session_id, **self.filters)).data
+
+
+def answer(plan: Plan[ResultT], hook: ManagedAgentsHook) -> ResultT:
+    """Run ``plan`` with the blocking client: its result (the hook's errors are raised)."""
+    try:
+        read = next(plan)
+        while True:
+            read = plan.send(read.send(hook))
+    except StopIteration as done:
+        return done.value
+
+
+async def aanswer(plan: Plan[ResultT], hook: ManagedAgentsHook) -> ResultT:
+    """Run ``plan`` with the async client."""
+    try:
+        read = next(plan)
+        while True:
+            read = plan.send(await read.asend(hook))
+    except StopIteration as done:
+        return done.value

@@ -32,7 +32,7 @@ from airflow_provider_managed_agents.exceptions import (
     exception_for_run,
     exception_for_unrunnable,
 )
-from airflow_provider_managed_agents.waiting.reads import Plan, ReadDeployment, ReadRun, ReadRuns, aanswer, answer
+from airflow_provider_managed_agents.waiting.loop import Plan, ReadDeployment, ReadRun, ReadRuns, aanswer, answer
 
 if TYPE_CHECKING:
     from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_provider_managed_agents import exceptions as errors
-from airflow_provider_managed_agents.waiting.reads import Plan, ReadEvents, ReadSession, aanswer, answer
+from airflow_provider_managed_agents.waiting.loop import Plan, ReadEvents, ReadSession, aanswer, answer
 
 if TYPE_CHECKING:
     from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook

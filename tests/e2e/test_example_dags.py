@@ -255,7 +255,7 @@ def test_an_already_auto_paused_deployment_fails_a_scheduled_wait_at_once(
     control(managed_agents_emulator, "POST", f"deployments/{deployment_id}/fire", {})
     paused = hook.get_deployment(deployment_id)
     assert paused.status == "paused"
-    started = time.monotonic()
+    managed_agents_emulator.control("DELETE", "requests")
     conf = {
         "deployment_id": deployment_id,
         "trigger_type": "schedule",
@@ -265,7 +265,10 @@ def test_an_already_auto_paused_deployment_fails_a_scheduled_wait_at_once(
     assert result.task_states["gate"] == "failed", result
     assert "DeploymentPausedError" in result.output
     assert "vault_not_found_error" in result.output
-    assert time.monotonic() - started < 120  # failed on its first look, not at the sensor's timeout
+    # Failed on its first look (one runs read, one deployment read), never deferred to wait.
+    counts = managed_agents_emulator.request_counts()["by_endpoint"]
+    assert counts.get("GET /v1/deployment_runs") == 1 and counts.get("GET /v1/deployments/{deployment_id}") == 1
+    assert "Deferring" not in result.output
 
 
 def test_a_run_task_with_a_managed_agents_outlet_announces_its_ids(

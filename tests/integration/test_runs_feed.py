@@ -22,6 +22,9 @@ from airflow_provider_managed_agents.triggers.runs_feed import runs_feed
 from airflow_provider_managed_agents.waiting.events import RunWaitEvent, decode
 from airflow_provider_managed_agents.waiting.runs import LookState, RunWait, Verdict, look
 
+# Each test here runs a feed for seconds of real time: `make test-fast` leaves them out.
+pytestmark = pytest.mark.slow
+
 MESSAGE = {"type": "user.message", "content": [{"type": "text", "text": "go"}]}
 
 

@@ -12,6 +12,7 @@ from campaign import run_campaign  # type: ignore[import-not-found]
 CYCLES = int(os.environ.get("RELIABILITY_CYCLES", "60"))
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_fault_campaign_creates_and_runs_exactly_once(
     managed_agents_emulator: Any, monkeypatch: pytest.MonkeyPatch

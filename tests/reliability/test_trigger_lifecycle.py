@@ -84,6 +84,7 @@ def test_a_run_fired_while_the_triggerer_was_down_is_found_exactly_once(
     assert len(runs) == 1
 
 
+@pytest.mark.slow
 def test_cancelling_waiting_triggers_raises_nothing_else_and_leaks_no_connections(
     hook: ManagedAgentsHook, managed_agents_emulator: Any
 ) -> None:
