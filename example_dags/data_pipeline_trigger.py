@@ -9,7 +9,12 @@ a terminal error (archived, not found, disabled, rejected) fails at once.
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import TriggerRule, XComArg, dag, task
+from airflow.sdk import XComArg, dag, task
+
+try:  # Airflow >= 3.1
+    from airflow.sdk import TriggerRule
+except ImportError:  # Airflow 3.0
+    from airflow.utils.trigger_rule import TriggerRule  # type: ignore[no-redef]
 
 from airflow_provider_managed_agents.operators.deployments import (
     ManagedAgentsArchiveDeploymentOperator,

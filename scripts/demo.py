@@ -1,5 +1,5 @@
 """`make demo`: run the `deployment_lifecycle` and `agent_as_pipeline_step` example DAGs end to
-end with `airflow dags test`.
+end with `airflow dags test` (``--all``: every example DAG that runs offline; ``--dag``: one).
 
 Against the local emulator by default (started and stopped here, seeded with an agent and an
 environment). With ANTHROPIC_API_KEY, MANAGED_AGENTS_AGENT_ID and MANAGED_AGENTS_ENVIRONMENT_ID
@@ -23,6 +23,16 @@ REPO = Path(__file__).resolve().parent.parent
 DEMO_HOME = REPO / ".demo"
 AIRFLOW_HOME = DEMO_HOME / "airflow"
 DAG_IDS = ["deployment_lifecycle", "agent_as_pipeline_step"]
+# Every example DAG `airflow dags test` can run against the emulator (the asset-scheduled ones
+# run once with no triggering event); `make test-matrix` runs them all on every cell.
+EXAMPLE_DAG_IDS = [
+    *DAG_IDS,
+    "data_pipeline_trigger",
+    "agent_version_rollout",
+    "run_agent_and_announce",
+    "after_agent_run",
+    "react_to_agent_runs",
+]
 BIN = Path(sys.executable).parent
 DEMO_KEY = "demo-emulator-key"
 
@@ -50,10 +60,11 @@ def main() -> int:
     global DEMO_HOME, AIRFLOW_HOME
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, default=DEMO_HOME, help="where the demo's Airflow home and logs go")
-    parser.add_argument("--dag", action="append", choices=DAG_IDS, help="only this DAG (repeatable)")
+    parser.add_argument("--dag", action="append", choices=EXAMPLE_DAG_IDS, help="only this DAG (repeatable)")
+    parser.add_argument("--all", action="store_true", help="every example DAG that runs offline")
     args = parser.parse_args()
     DEMO_HOME, AIRFLOW_HOME = args.home.resolve(), args.home.resolve() / "airflow"
-    dag_ids = args.dag or DAG_IDS
+    dag_ids = args.dag or (EXAMPLE_DAG_IDS if args.all else DAG_IDS)
     AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
     real_api = all(
         os.environ.get(k) for k in ("ANTHROPIC_API_KEY", "MANAGED_AGENTS_AGENT_ID", "MANAGED_AGENTS_ENVIRONMENT_ID")
@@ -77,6 +88,7 @@ def main() -> int:
         extra["AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT"] = emulator.connection_json()
         extra["AIRFLOW_VAR_MANAGED_AGENTS_AGENT_ID"] = "agent_demo"
         extra["AIRFLOW_VAR_MANAGED_AGENTS_ENVIRONMENT_ID"] = "env_demo"
+        extra["MANAGED_AGENTS_WATCHED_DEPLOYMENT_ID"] = watched_deployment(emulator)
     env = airflow_env(extra)
     try:
         print(f"Preparing Airflow's metadata database in {shown(AIRFLOW_HOME)}")
@@ -103,6 +115,22 @@ def main() -> int:
     finally:
         if emulator is not None:
             emulator.stop()
+
+
+def watched_deployment(emulator: EmulatorHandle) -> str:
+    """A deployment for the event-driven examples (they need its id when the file is parsed)."""
+    from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
+
+    os.environ["AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT"] = emulator.connection_json()
+    hook = ManagedAgentsHook()
+    made = hook.create_deployment(
+        name="watched by the examples", agent="agent_demo", environment_id="env_demo", initial_events=[NIGHTLY]
+    )
+    hook.close()
+    return made.id
+
+
+NIGHTLY = {"type": "user.message", "content": [{"type": "text", "text": "Nightly review."}]}
 
 
 def airflow_version() -> tuple[int, int]:

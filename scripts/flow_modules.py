@@ -49,9 +49,11 @@ def main() -> None:
     with run_emulator() as emulator:
         os.environ["AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT"] = emulator.connection_json()
         message = {"type": "user.message", "content": [{"type": "text", "text": "count"}]}
-        deployment_id = ManagedAgentsHook().create_deployment(
-            name="flow", agent="agent_demo", environment_id="env_demo", initial_events=[message]
-        ).id
+        deployment_id = (
+            ManagedAgentsHook()
+            .create_deployment(name="flow", agent="agent_demo", environment_id="env_demo", initial_events=[message])
+            .id
+        )
         emulator.session_script(deployment_id, turn_seconds=0.5, start_delay=0)
         task = ManagedAgentsRunDeploymentOperator(
             task_id="run", deployment_id=deployment_id, wait_for_session_end=True, deferrable=True, poll_interval=1

@@ -1,10 +1,12 @@
 """`make test-matrix`: the Airflow and Python versions pyproject.toml claims, each in its own venv.
 
-For each cell, one after another: a venv from a pyenv interpreter already on the machine (never
-downloaded), the provider installed with its test extra and that exact Airflow (plus the pins in
-``constraints/`` the cell names: installs without Airflow's constraints file can pull a dependency
-that breaks that Airflow itself), then the unit and integration tests, and the
-``deployment_lifecycle`` example DAG end to end with ``airflow dags test`` against the emulator.
+First the distribution is built (the wheel a pip user installs). Then for each cell, one after
+another: a venv from a pyenv interpreter already on the machine (never downloaded), that wheel
+installed with its test extra as the README tells users to, without Airflow's constraints file:
+that exact Airflow plus the pins of ``constraints/`` for its line; then every example DAG parsed
+(zero import errors), the unit and integration tests (but the ``slow`` ones), every example DAG
+that runs offline under ``airflow dags test`` against the emulator, and the README's snippets
+(the Quickstart among them) as the README test runs them.
 
 Prints the matrix (Airflow x Python -> result, time) and writes ``.matrix/results.json``. A cell
 whose Airflow does not support its Python is listed as such, not run. ``MATRIX_CELLS`` (e.g.
@@ -40,12 +42,14 @@ class Cell:
         return f"{self.airflow}/{self.python}"
 
 
-# The oldest Airflow 3.0 and the newest 3.x, on the oldest and newest Python the provider claims;
-# 3.0 stops at Python 3.12, so the oldest Airflow that runs on 3.13 (3.1.0) takes that corner.
+# Every minor line the README claims, and both ends of Python: 3.0.0 is the floor of
+# pyproject.toml's range (the pins cover every 3.0.x); 3.1, 3.2 and 3.3 at their newest patch (what
+# `pip install "apache-airflow~=3.N.0"` gives users); 3.3 on the oldest and the newest Python.
 CELLS = [
     Cell("3.0.0", "3.11", constraints="airflow-3.0.txt"),
     Cell("3.0.0", "3.13", unsupported="Airflow 3.0 requires Python < 3.13"),
-    Cell("3.1.0", "3.13", constraints="airflow-3.1.0.txt"),
+    Cell("3.1.8", "3.12", constraints="airflow-3.1.txt"),
+    Cell("3.2.2", "3.12", constraints="airflow-3.2.txt"),
     Cell("3.3.2", "3.11"),
     Cell("3.3.2", "3.13"),
 ]
@@ -81,38 +85,54 @@ def step(what: str, command: list[str], log: Path, env: dict[str, str] | None = 
     return code == 0
 
 
-def run_cell(cell: Cell) -> dict[str, object]:
+def build_wheel() -> Path:
+    """The distribution a pip user installs, built from this checkout."""
+    dist = WORK / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    subprocess.run([str(UV), "build", "--wheel", "--quiet", "--out-dir", str(dist)], cwd=REPO, check=True)
+    (wheel,) = dist.glob("airflow_provider_managed_agents-*.whl")
+    return wheel
+
+
+def run_cell(cell: Cell, wheel: Path) -> dict[str, object]:
     home = WORK / f"af{cell.airflow}-py{cell.python}"
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
     log = home / "log.txt"
     venv = home / "venv"
-    python = venv / "bin" / "python"
+    python, bin_dir = venv / "bin" / "python", venv / "bin"
     started = time.monotonic()
     print(f"  Airflow {cell.airflow} on Python {cell.python} (log: {log.relative_to(REPO)})")
-    install = [str(UV), "pip", "install", "--quiet", "--python", str(python), "-e", ".[test]"]
-    install.append(f"apache-airflow=={cell.airflow}")
+    # As the README's Install section: that Airflow, the provider, the pins of its line.
+    install = [str(UV), "pip", "install", "--quiet", "--python", str(python), f"apache-airflow=={cell.airflow}"]
+    install.append(f"{wheel}[test]")
     if cell.constraints:
         install += ["--constraint", str(REPO / "constraints" / cell.constraints)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "VIRTUAL_ENV"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "VIRTUAL_ENV", "PYTHONPATH"))}
     env["AIRFLOW_HOME"] = str(home / "airflow")
     env["PIP_CONSTRAINT"] = ""  # a machine-wide pip constraint is not this cell's
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    # The installed wheel, not this checkout's source, is what the tests and DAGs import: pytest
+    # runs as a script (no current directory on the path).
+    pytest = [str(bin_dir / "pytest"), "-q", "-p", "no:cacheprovider"]
     ok = (
         step("venv", [str(UV), "venv", "--quiet", "--python", str(interpreter(cell.python)), str(venv)], log, env)
         and step("install", install, log, env)
         and step("versions", [str(python), "-c", VERSIONS], log, env)
+        and step("example DAGs parse", [str(python), "scripts/parse_examples.py"], log, env)
         and step(
             "unit + integration tests",
-            [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit", "tests/integration"],
+            [*pytest, "-n", "2", "-m", "not slow", "tests/unit", "tests/integration"],
             log,
             env,
         )
         and step(
-            "deployment_lifecycle with airflow dags test",
-            [str(python), "scripts/demo.py", "--home", str(home / "demo"), "--dag", "deployment_lifecycle"],
+            "every offline example DAG with airflow dags test",
+            [str(python), "scripts/demo.py", "--home", str(home / "demo"), "--all"],
             log,
             env,
         )
+        and step("the README's snippets", [*pytest, "tests/e2e/test_readme_snippets.py"], log, env)
     )
     elapsed = time.monotonic() - started
     return {"airflow": cell.airflow, "python": cell.python, "result": "pass" if ok else "FAIL", "seconds": elapsed}
@@ -131,13 +151,15 @@ def main() -> int:
     cells = [c for c in CELLS if not wanted or c.name in wanted]
     WORK.mkdir(exist_ok=True)
     print(f"test-matrix: {len(cells)} cell(s), one after another")
+    wheel = build_wheel()
+    print(f"  built {wheel.relative_to(REPO)}")
     results = []
     for cell in cells:
         if cell.unsupported:
             print(f"  Airflow {cell.airflow} on Python {cell.python}: not run ({cell.unsupported})")
             results.append({"airflow": cell.airflow, "python": cell.python, "result": "n/a", "why": cell.unsupported})
             continue
-        results.append(run_cell(cell))
+        results.append(run_cell(cell, wheel))
     print("\n| Airflow | Python | result | time |\n| --- | --- | --- | --- |")
     for r in results:
         seconds = r.get("seconds")

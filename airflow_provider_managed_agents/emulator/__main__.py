@@ -20,13 +20,26 @@ from airflow_provider_managed_agents.emulator.app import Emulator
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m airflow_provider_managed_agents.emulator",
-        description="A local emulator of the Managed Agents Deployments API.",
+        description=(
+            "A local emulator of the Managed Agents API (deployments, runs, sessions), for DAGs offline. "
+            "Prints its default world, then 'listening on http://HOST:PORT'; SIGTERM or Ctrl-C stops it. "
+            "Controls under /_emulator/ (see the README)."
+        ),
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=8765, help="port to listen on; 0 picks a free one (default: %(default)s)"
+    )
     parser.add_argument("--api-key", default=None, help="the only key accepted (default: any non-empty key)")
-    parser.add_argument("--state-file", type=Path, default=None, help="SQLite file that keeps state across restarts")
-    parser.add_argument("--max-jitter", type=float, default=10.0, help="upper bound of the per-schedule jitter (s)")
+    parser.add_argument(
+        "--state-file", type=Path, default=None, help="SQLite file that keeps state across restarts (default: none)"
+    )
+    parser.add_argument(
+        "--max-jitter",
+        type=float,
+        default=10.0,
+        help="upper bound of a schedule's jitter in seconds, as the API's (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
 
     emulator = Emulator(api_key=args.api_key, max_jitter=args.max_jitter, state_file=args.state_file)

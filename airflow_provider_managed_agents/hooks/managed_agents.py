@@ -114,8 +114,18 @@ def settings_from_connection(conn: Connection, extra: Mapping[str, Any] | None =
     """
     extra = conn.extra_dejson if extra is None else extra
     extra = extra or {}
-    if not conn.password:
-        raise ManagedAgentsValidationError(f"connection {conn.conn_id!r}", [("password", "the API key is missing")])
+    if not conn.password or not conn.password.strip():
+        raise ManagedAgentsValidationError(
+            f"connection {conn.conn_id!r}",
+            [
+                (
+                    "password",
+                    "the API key is empty: set it (e.g. `airflow connections add "
+                    f"{conn.conn_id} --conn-type {CONN_TYPE} --conn-password ...`, with ANTHROPIC_API_KEY set if "
+                    "you pass it from there)",
+                )
+            ],
+        )
     base_url = DEFAULT_BASE_URL
     if conn.host:
         base_url = conn.host if "://" in conn.host else f"{conn.schema or 'https'}://{conn.host}"
@@ -196,10 +206,11 @@ class ManagedAgentsHook(BaseHook):
     # --- connection ------------------------------------------------------------------------
 
     def _settings_from_env(self) -> Settings:
-        key = os.environ.get("ANTHROPIC_API_KEY")
+        key = os.environ.get("ANTHROPIC_API_KEY", "").strip()
         if not key:
             raise AirflowNotFoundException(
-                f"The connection {self.managed_agents_conn_id!r} is not defined and ANTHROPIC_API_KEY is not set"
+                f"The connection {self.managed_agents_conn_id!r} is not defined and ANTHROPIC_API_KEY is not set "
+                f"(or empty): define the connection (type {CONN_TYPE}, the API key as its password) or set the variable"
             )
         self.log.info(
             "Connection %r not found; using ANTHROPIC_API_KEY from the environment",

@@ -252,9 +252,14 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def error_from_transport(exc: httpx.TransportError, call: Call[Any]) -> ManagedAgentsConnectionError:
+    """The typed error of a request that got no answer, naming the URL it tried (without its
+    query) so that a wrong base URL shows; the httpx message never holds headers (the key)."""
     sent = not isinstance(exc, _UNSENT_ERRORS)
-    # The httpx message never holds headers, so it cannot leak the key.
-    text = f"{call.label}: {type(exc).__name__}: {exc}" if str(exc) else f"{call.label}: {type(exc).__name__}"
+    try:
+        where = f"{call.method} {exc.request.url.copy_with(query=None)}"
+    except RuntimeError:  # no request attached to the error
+        where = call.label
+    text = f"{where}: {type(exc).__name__}: {exc}" if str(exc) else f"{where}: {type(exc).__name__}"
     if isinstance(exc, httpx.TimeoutException):
         return ManagedAgentsTimeoutError(text, request_sent=sent)
     return ManagedAgentsConnectionError(text, request_sent=sent)

@@ -144,6 +144,16 @@ class ScheduleSpec(ApiModel):
     expression: str
     timezone: str
 
+    @model_validator(mode="before")
+    @classmethod
+    def _not_a_bare_expression(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError(
+                'a schedule is {"type": "cron", "expression": "0 3 * * *", "timezone": "UTC"} '
+                "(an IANA timezone is required), not a cron string"
+            )
+        return value
+
     @field_validator("expression")
     @classmethod
     def _valid_cron(cls, expression: str) -> str:

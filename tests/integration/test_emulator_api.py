@@ -506,3 +506,17 @@ def test_a_port_in_use_is_a_one_line_error_not_a_traceback() -> None:
         f"emulator: cannot listen on 127.0.0.1:{port}: Address already in use "
         "(another process has it; --port 0 picks a free one)"
     ]
+
+
+def test_the_cli_help_shows_every_default() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "airflow_provider_managed_agents.emulator", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    shown = " ".join(shown.split())
+    for default in ("127.0.0.1)", "(default: 8765)", "(default: any non-empty key)", "(default: none)", "10.0)"):
+        assert default in shown, shown
+    assert "listening on http://HOST:PORT" in shown

@@ -578,6 +578,40 @@ def test_a_missing_connection_falls_back_to_the_environment(monkeypatch: pytest.
     assert hook.settings.api_key.reveal() == KEY and hook.settings.base_url == "http://127.0.0.1:1"
 
 
+@pytest.mark.parametrize("password", ["", "   ", None])
+def test_an_empty_api_key_is_refused_naming_the_connection_and_the_variable(password: str | None) -> None:
+    """`airflow connections add ... --conn-password "$ANTHROPIC_API_KEY"` with the variable unset
+    stores an empty key: using the connection says so, before any request."""
+    conn = Connection(conn_id="my_agents", conn_type="managed_agents", password=password)
+    with pytest.raises(errors.ManagedAgentsValidationError) as caught:
+        settings_from_connection(conn)
+    message = str(caught.value)
+    assert "'my_agents'" in message and "password" in message and "ANTHROPIC_API_KEY" in message
+
+
+@pytest.mark.parametrize("value", [None, "", "  "])
+def test_no_connection_and_no_key_in_the_environment_names_both(
+    monkeypatch: pytest.MonkeyPatch, value: str | None
+) -> None:
+    from airflow_provider_managed_agents.compat import AirflowNotFoundException
+
+    if value is None:
+        monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    else:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", value)
+    with pytest.raises(AirflowNotFoundException, match=r"'nowhere' is not defined and ANTHROPIC_API_KEY is not set"):
+        ManagedAgentsHook(managed_agents_conn_id="nowhere").settings  # noqa: B018
+
+
+def test_a_connection_error_names_the_url_it_tried() -> None:
+    """A wrong base URL shows in the error (without the query: ids only, never the key)."""
+    hook, _, _ = make_hook(sequence(*[httpx.ConnectError("refused")] * 3))
+    with pytest.raises(errors.ManagedAgentsConnectionError) as caught:
+        list(hook.list_deployment_runs(deployment_id="depl_1"))
+    assert "GET http://api.test/v1/deployment_runs: ConnectError: refused" in str(caught.value)
+    assert "deployment_id" not in str(caught.value)
+
+
 def test_concurrent_async_hooks_share_one_connection_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
     """A triggerer runs hundreds of triggers on one connection: one lookup serves them all,
     a caller cancelled mid-lookup does not fail the others, and a failed lookup is retried."""

@@ -346,3 +346,14 @@ def test_deferring_says_when_this_airflow_cannot_stop_the_session_on_kill(
     trigger = operator._session_trigger("sesn_1", TimeLimit(now.add(minutes=1), 60.0), now, run_id="drun_1")
     assert trigger.on_kill_session == "interrupt" and trigger.run_id == "drun_1"
     assert ("leaves session sesn_1 running" in capsys.readouterr().out) is warned
+
+
+def test_a_cron_string_as_schedule_is_refused_with_the_shape_to_write() -> None:
+    api = FakeApi({"POST /v1/deployments": deployment_json()})
+    op = create_op(message="go", schedule="0 3 * * *")
+    wire(op, api)
+    with pytest.raises(
+        errors.ManagedAgentsValidationError, match=r'schedule: a schedule is \{"type": "cron"'
+    ) as caught:
+        op.execute(context(FakeTI()))
+    assert "timezone" in str(caught.value) and api.requests == []
