@@ -5,8 +5,8 @@ another: a venv from a pyenv interpreter already on the machine (never downloade
 installed with its test extra as the README tells users to, without Airflow's constraints file:
 that exact Airflow plus the pins of ``constraints/`` for its line; then every example DAG parsed
 (zero import errors), the unit and integration tests (but the ``slow`` ones), every example DAG
-that runs offline under ``airflow dags test`` against the emulator, and the README's snippets
-(the Quickstart among them) as the README test runs them.
+that runs offline under ``airflow dags test`` against the emulator, and the README's Quickstart
+command by command (``scripts/readme_quickstart.py``).
 
 Prints the matrix (Airflow x Python -> result, time) and writes ``.matrix/results.json``. A cell
 whose Airflow does not support its Python is listed as such, not run. ``MATRIX_CELLS`` (e.g.
@@ -132,7 +132,7 @@ def run_cell(cell: Cell, wheel: Path) -> dict[str, object]:
             log,
             env,
         )
-        and step("the README's snippets", [*pytest, "tests/e2e/test_readme_snippets.py"], log, env)
+        and step("the README's Quickstart, as written", [str(python), "scripts/readme_quickstart.py"], log, env)
     )
     elapsed = time.monotonic() - started
     return {"airflow": cell.airflow, "python": cell.python, "result": "pass" if ok else "FAIL", "seconds": elapsed}
