@@ -17,12 +17,12 @@ from airflow_provider_managed_agents.compat import default_deferrable
 from airflow_provider_managed_agents.following import SessionFollower, TimeLimit
 from airflow_provider_managed_agents.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_managed_agents.links import record_links_unknown
+from airflow_provider_managed_agents.waiting import clock
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
-    from airflow_provider_managed_agents.waiting.clock import Throttle
     from airflow_provider_managed_agents.waiting.loop import Judged, Pace
     from airflow_provider_managed_agents.waiting.sessions import SessionVerdict
 
@@ -93,7 +93,6 @@ class ManagedAgentsSensorBase(SessionFollower, BaseSensorOperator):
         """When the wait times out: ``timeout`` after the sensor first started (across
         reschedules, from the first one)."""
         from airflow_provider_managed_agents.models.base import parse_timestamp
-        from airflow_provider_managed_agents.waiting import clock
 
         first = context["ti"].get_first_reschedule_date(context) if self.reschedule else None
         started = parse_timestamp(first) if first else (self._started_at or clock.now())
@@ -101,7 +100,6 @@ class ManagedAgentsSensorBase(SessionFollower, BaseSensorOperator):
 
     def _poke_pace(self, watch: Any, deadline: datetime) -> Pace[Any]:
         """A poke's pace: one look now; a look within a margin of the deadline is the last."""
-        from airflow_provider_managed_agents.waiting import clock
         from airflow_provider_managed_agents.waiting.loop import Pace
 
         return Pace(
@@ -109,10 +107,8 @@ class ManagedAgentsSensorBase(SessionFollower, BaseSensorOperator):
         )
 
     @cached_property
-    def _log_throttle(self) -> Throttle:
+    def _log_throttle(self) -> clock.Throttle:
         """One "still waiting" line a minute across the pokes of a try."""
-        from airflow_provider_managed_agents.waiting import clock
-
         return clock.Throttle()
 
     def _look_once(self, pace: Pace[VerdictT], look: Callable[[datetime, bool], VerdictT]) -> VerdictT | None:
@@ -130,8 +126,6 @@ class ManagedAgentsSensorBase(SessionFollower, BaseSensorOperator):
 
     def _next_poke(self, next_look: datetime) -> None:
         """Airflow's public knob for the next sleep (or reschedule): the wait's own schedule."""
-        from airflow_provider_managed_agents.waiting import clock
-
         if not self.exponential_backoff:
             self.poke_interval = max((next_look - clock.now()).total_seconds(), MIN_POKE_SECONDS)
 
@@ -139,7 +133,6 @@ class ManagedAgentsSensorBase(SessionFollower, BaseSensorOperator):
         """Poke and reschedule modes run Airflow's loop; a timeout Airflow's own check finds
         just before ours is worded as ours."""
         from airflow_provider_managed_agents.compat import AirflowSensorTimeout
-        from airflow_provider_managed_agents.waiting import clock
 
         self._started_at = clock.now()
         try:
@@ -183,7 +176,7 @@ class ManagedAgentsSensorBase(SessionFollower, BaseSensorOperator):
         self.defer(
             trigger=self._session_trigger(session_id, TimeLimit(deadline, self.timeout), pace.due(), run_id=run_id),
             method_name="session_complete",
-            timeout=_deferral_timeout(deadline),
+            timeout=clock.deferral_timeout(deadline),
         )
 
     def session_complete(self, context: Context, event: dict[str, Any]) -> Any:
@@ -207,9 +200,3 @@ class ManagedAgentsSensorBase(SessionFollower, BaseSensorOperator):
         self._give_up_on_session()
         if "hook" in self.__dict__:
             self.hook.close()
-
-
-def _deferral_timeout(deadline: datetime) -> timedelta:
-    from airflow_provider_managed_agents.waiting import clock
-
-    return clock.deferral_timeout(deadline)
