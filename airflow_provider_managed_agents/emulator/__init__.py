@@ -1,27 +1,75 @@
-"""A stateful local emulator of the Managed Agents API (deployments, runs, sessions), over real HTTP.
+"""A stateful local emulator of the Managed Agents API (deployments, runs, sessions; agents,
+environments, vaults and credentials, memory stores), over real HTTP.
 
 Start it::
 
     python -m airflow_provider_managed_agents.emulator --host 127.0.0.1 --port 8765 [--api-key KEY]
         [--state-file PATH] [--max-jitter SECONDS]
 
-It prints its default world (agent ``agent_demo`` version 1, environment ``env_demo``), then one
+It prints its default world (agent ``agent_demo`` "Demo agent" on ``claude-sonnet-4-6`` at version
+1, environment ``env_demo``, cloud and unrestricted: records the API answers for), then one
 line ``listening on http://HOST:PORT``; SIGTERM or SIGINT stops it cleanly. Without ``--api-key``
 any non-empty key is accepted (``x-api-key`` or ``Authorization: Bearer``). Point a connection
 at it: ``{"conn_type": "managed_agents", "host": "http://127.0.0.1:8765", "password": "KEY"}``.
 In tests, use the ``managed_agents_emulator`` pytest fixture (installed with this package) or
 :func:`airflow_provider_managed_agents.emulator.server.run_emulator`.
 
-The API (``/v1/deployments...``, ``/v1/deployment_runs...``) validates requests with the
-provider's own models and answers in the API's error envelope with a ``request-id`` header.
-Choices where the API documents nothing: lists are newest first (created_at, then id); pausing a
-paused deployment, unpausing an active one and archiving an archived one answer 200 unchanged;
-running or modifying an archived deployment is a 400 ``invalid_request_error``; a manual run of a
-deployment whose agent is archived archives the deployment and answers 400; a missing beta header
-or ``anthropic-version`` is a 400 ``invalid_request_error``.
+The API (``/v1/deployments...``, ``/v1/deployment_runs...``, ``/v1/sessions...``,
+``/v1/agents...``, ``/v1/environments...``, ``/v1/vaults...`` with
+``/v1/vaults/{id}/credentials...``, ``/v1/memory_stores...``) validates requests with the
+provider's own models (unknown fields refused; for the provisioning APIs also inside nested
+objects) and answers in the API's error envelope with a ``request-id`` header; every answer
+validates strictly with the official SDK's models. Choices where the API documents nothing:
+lists are newest first (created_at, then id; an agent's versions newest version first); pausing
+a paused deployment, unpausing an active one and archiving an archived anything answer 200
+unchanged (archive is final); running or modifying an archived deployment is a 400
+``invalid_request_error``; a manual run of a deployment whose agent is archived archives the
+deployment and answers 400 (no run, so no ``agent_archived_error``); a missing beta header or
+``anthropic-version`` is a 400 ``invalid_request_error``; ``/v1/memory_stores...`` take
+``agent-memory-2026-07-22`` (the SDK's) or ``managed-agents-2026-04-01``.
 
-Vault, file and memory-store ids the world was never told about are taken to exist (DAGs may
-use any); one added through the controls and then archived or deleted makes runs fail.
+Provisioning, as the SDK documents it and as inferred where it does not:
+
+* Agents (``agent_...``): a create is version 1; the answer always spells ``model`` as an object
+  (``effort`` resolved, default ``{"type": "high"}``; ``speed`` default ``standard``;
+  ``inference_geo`` null), toolsets with every config and a ``default_config`` (``enabled: true``;
+  policy ``always_allow`` for the agent toolset, ``always_ask`` for an MCP toolset; a config
+  without ``enabled`` or a policy takes the default config's), skills with ``version`` (default
+  ``latest``), ``execution_identity`` ``{"type": "service_account"}``, ``multiagent`` null. An
+  update keeps what it omits, clears ``system``/``description`` with null or ``""``, replaces
+  lists (null clears) and patches ``metadata`` (a null value deletes; ``metadata: null`` as a
+  whole changes nothing); a change mints version + 1 and keeps every version
+  (``GET /v1/agents/{id}?version=N``, ``GET /v1/agents/{id}/versions``); an update that changes
+  nothing mints no version (and leaves ``updated_at``); a body ``version`` that is not the
+  current one is a 409 ``conflict_error`` with ``x-should-retry: false``; an archived agent
+  cannot be updated (400). Every MCP server must be used by an ``mcp_toolset`` and every toolset
+  name one (also after an update). No delete (but the controls).
+* Environments (``env_...``): ``config`` is answered complete (cloud: ``networking`` default
+  unrestricted, a limited one with all of its fields, ``packages`` with all six lists); omitted,
+  it is cloud, unrestricted, no packages. An update merges ``config`` (omitted parts kept,
+  ``packages`` per manager, ``networking`` per field while its type stays); another
+  ``config.type`` is a 400 ``invalid_config_type_change``; ``metadata`` null or ``""`` deletes a
+  key; an archived environment cannot be updated (400 ``environment_archived``); ``scope``
+  defaults to ``organization`` (``account`` is refused, as for API organizations). Delete is
+  allowed while deployments name it (their runs then fail with ``environment_not_found_error``).
+* Vaults (``vlt_...``) and credentials (``vcrd_...``): secrets (``token``, ``secret_value``,
+  ``access_token``, ``refresh_token``, ``client_secret``) are never answered nor kept: the state
+  holds only the SHA-256 of each (``secret_sha256`` in ``GET /_emulator/state``).
+  ``injection_location`` defaults to ``{"header": true, "body": false}`` and one of them must
+  stay true; an update's ``auth.type`` must be the stored one, and ``mcp_server_url`` and
+  ``secret_name`` cannot change; ``expires_at`` must be in the future; one credential per MCP
+  server URL is not enforced. An archived vault takes no new credential and, like an archived
+  credential, no update (400); archiving a vault leaves its credentials as they are; deleting it
+  deletes them.
+* Memory stores (``memstore_...``): ``description`` is ``""`` when unset (null on update clears
+  it too); an archived store cannot be updated (400).
+* Deployments and runs use these records: a deployment's agent must exist and not be archived,
+  a bare agent id pins its latest version, a pinned version must exist; a session snapshots the
+  pinned version (name, model, tools...). Runs fail with the typed errors when the environment
+  is archived or gone, a vault or memory store is archived or deleted, or a custom skill of the
+  agent is unknown or deleted (anthropic skills always exist). Vault, file and memory-store ids
+  the world was never told about are taken to exist (DAGs may use any); the agent and the
+  environment must exist.
 
 Every successful run creates a session (``deployment_id`` set, the initial events recorded, status
 ``idle``) that then plays a script on the emulator's clock: ``session.status_running``, a model
@@ -49,13 +97,20 @@ Control endpoints (JSON, no auth), off the API's path space:
 
 ===================================================  =============================================
 ``POST /_emulator/reset``                             back to the default world; clears faults, counters
-``GET /_emulator/state``                              world objects, deployments (incl. archived), runs, now
+``GET /_emulator/state``                              records (agents with ``versions``, vaults with
+                                                     ``credentials``, also as ``vault_credentials``,
+                                                     no secret), files, skills,
+                                                     deleted ids, deployments (incl. archived), runs,
+                                                     sessions, now
 ``POST /_emulator/{kind}`` ``{"id"?, "skills"?}``     add an agent/environment/vault/file/memory store/skill
                                                      (kind: agents, environments, vaults, files,
-                                                     memory_stores, skills)
+                                                     memory_stores, skills); agents, environments,
+                                                     vaults and memory stores are API records
+                                                     (``skills``: custom skill ids of a new agent)
 ``POST /_emulator/{kind}/{id}/archive``               archive it
-``DELETE /_emulator/{kind}/{id}``                     delete it (runs then fail with *_not_found_error)
-``POST /_emulator/agents/{id}/versions``              publish a new agent version
+``DELETE /_emulator/{kind}/{id}``                     delete it (also an agent; runs then fail with
+                                                     *_not_found_error)
+``POST /_emulator/agents/{id}/versions``              publish a new agent version (the latest, copied)
 ``POST /_emulator/organization`` ``{"disabled"}``     disable/enable the organization
 ``POST /_emulator/workspace`` ``{"archived"}``        archive/unarchive the workspace
 ``POST /_emulator/rate_limit``                        ``{"sessions_per_minute": N | null}``

@@ -23,10 +23,27 @@ from starlette.types import Message, Receive, Scope, Send
 
 from airflow_provider_managed_agents.emulator.faults import FaultPlan
 from airflow_provider_managed_agents.emulator.problems import ApiProblem, bad_request, not_found
+from airflow_provider_managed_agents.emulator.provisioning import public
 from airflow_provider_managed_agents.emulator.world import WORLD_KINDS, World
 from airflow_provider_managed_agents.exceptions import ManagedAgentsValidationError
 from airflow_provider_managed_agents.hooks.wire import MANAGED_AGENTS_BETA
+from airflow_provider_managed_agents.models.agents import (
+    AgentListFilters,
+    AgentVersionListFilters,
+    CreateAgentParams,
+    UpdateAgentParams,
+)
 from airflow_provider_managed_agents.models.base import format_timestamp
+from airflow_provider_managed_agents.models.environments import (
+    CreateEnvironmentParams,
+    EnvironmentListFilters,
+    UpdateEnvironmentParams,
+)
+from airflow_provider_managed_agents.models.memory_stores import (
+    CreateMemoryStoreParams,
+    MemoryStoreListFilters,
+    UpdateMemoryStoreParams,
+)
 from airflow_provider_managed_agents.models.params import (
     CreateDeploymentParams,
     DeploymentListFilters,
@@ -36,6 +53,13 @@ from airflow_provider_managed_agents.models.params import (
     UpdateDeploymentParams,
     validate_params,
 )
+from airflow_provider_managed_agents.models.vaults import (
+    CreateCredentialParams,
+    CreateVaultParams,
+    UpdateCredentialParams,
+    UpdateVaultParams,
+    VaultListFilters,
+)
 
 SCHEDULER_TICK_SECONDS = 0.25
 STREAM_POLL_SECONDS = 0.1
@@ -43,6 +67,9 @@ STREAM_PING_SECONDS = 5.0
 IGNORED_QUERY = frozenset({"beta"})
 # Array parameters: the SDK sends ``name[]=v`` repeated; "repeat the parameter" is accepted too.
 ARRAY_QUERY = frozenset({"statuses", "types"})
+# Memory stores have their own beta; the API takes either (the SDK sends the memory one).
+MEMORY_BETA = "agent-memory-2026-07-22"
+MEMORY_BETAS = (MEMORY_BETA, MANAGED_AGENTS_BETA)
 Handler = Callable[[Request], Awaitable[Any]]
 
 
@@ -53,10 +80,23 @@ def _json(
     return Response(json.dumps(data), status_code=status, media_type="application/json", headers=all_headers)
 
 
-def _error(status: int, error_type: str, message: str, headers: dict[str, str] | None = None) -> Response:
+def _error(
+    status: int,
+    error_type: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    details: dict[str, Any] | None = None,
+) -> Response:
     request_id = f"req_{secrets.token_hex(12)}"
-    body = {"type": "error", "error": {"type": error_type, "message": message}, "request_id": request_id}
+    error: dict[str, Any] = {"type": error_type, "message": message}
+    if details:
+        error["details"] = details
+    body = {"type": "error", "error": error, "request_id": request_id}
     return _json(body, status, request_id, headers)
+
+
+def _problem(problem: ApiProblem) -> Response:
+    return _error(problem.status, problem.error_type, problem.message, problem.headers, problem.details)
 
 
 async def _routing_error(request: Request, exc: Exception) -> Response:
@@ -117,7 +157,7 @@ class Emulator:
                 self.world.save()
             await asyncio.sleep(SCHEDULER_TICK_SECONDS)
 
-    def _authenticate(self, request: Request) -> Response | None:
+    def _authenticate(self, request: Request, accepted: tuple[str, ...]) -> Response | None:
         key = request.headers.get("x-api-key")
         auth = request.headers.get("authorization", "")
         if not key and auth.lower().startswith("bearer "):
@@ -127,16 +167,24 @@ class Emulator:
         if not request.headers.get("anthropic-version"):
             return _error(400, "invalid_request_error", "anthropic-version: header is required")
         betas = {b.strip() for b in request.headers.get("anthropic-beta", "").split(",")}
-        if MANAGED_AGENTS_BETA not in betas:
+        if not betas & set(accepted):
             return _error(
                 400,
                 "invalid_request_error",
-                f"anthropic-beta: this endpoint requires the beta header to include {MANAGED_AGENTS_BETA}",
+                f"anthropic-beta: this endpoint requires the beta header to include {' or '.join(accepted)}",
             )
         return None
 
-    def api(self, endpoint: str, handler: Handler, *, writes: bool = False) -> Callable[..., Any]:
-        """Wrap an API handler: count it, authenticate, inject faults, answer errors in the envelope."""
+    def api(
+        self,
+        endpoint: str,
+        handler: Handler,
+        *,
+        writes: bool = False,
+        betas: tuple[str, ...] = (MANAGED_AGENTS_BETA,),
+    ) -> Callable[..., Any]:
+        """Wrap an API handler: count it, authenticate (``betas``: the beta headers it takes),
+        inject faults, answer errors in the envelope."""
 
         async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
             request = Request(scope, receive)
@@ -153,7 +201,7 @@ class Emulator:
             else:
                 if fault == "latency":
                     await asyncio.sleep(self.faults.latency_ms / 1000)
-                response = self._authenticate(request) or await self._answer(request, handler, writes)
+                response = self._authenticate(request, betas) or await self._answer(request, handler, writes)
                 if fault == "commit_then_drop":
                     await _cut(send)
                     return
@@ -174,7 +222,7 @@ class Emulator:
         try:
             data = await handler(request)
         except ApiProblem as problem:
-            return _error(problem.status, problem.error_type, problem.message)
+            return _problem(problem)
         except ManagedAgentsValidationError as invalid:
             return _error(400, "invalid_request_error", "; ".join(f"{p}: {m}" if p else m for p, m in invalid.problems))
         if writes:
@@ -293,6 +341,41 @@ class Emulator:
 
         return StreamingResponse(frames(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
 
+    # --- provisioning: agents, environments, vaults and credentials, memory stores -----------
+
+    def _records(
+        self,
+        method: str,
+        ids: tuple[str, ...] = (),
+        *,
+        body: type[Any] | None = None,
+        query: type[Any] | None = None,
+    ) -> Handler:
+        """A handler calling ``world.records.<method>`` with the path's ids, then the validated
+        body or query (the records are looked up per request: a reset replaces them)."""
+
+        async def handler(request: Request) -> Any:
+            args: list[Any] = [request.path_params[name] for name in ids]
+            if body is not None:
+                args.append(validate_params(body, await self._body(request), "request body"))
+            if query is not None:
+                args.append(validate_params(query, self._query(request), "query"))
+            return public(getattr(self.world.records, method)(*args))
+
+        return handler
+
+    async def get_agent(self, request: Request) -> Any:
+        raw = request.query_params.get("version")
+        version: int | None = None
+        if raw is not None:
+            try:
+                version = int(raw)
+            except ValueError:
+                raise bad_request(f"version: {raw!r} is not an integer") from None
+            if version < 1:
+                raise bad_request("version: must be at least 1")
+        return public(self.world.records.agent_version(request.path_params["agent_id"], version))
+
     # --- control handlers --------------------------------------------------------------------
 
     def control(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -300,7 +383,7 @@ class Emulator:
             try:
                 data = await handler(request)
             except ApiProblem as problem:
-                return _error(problem.status, problem.error_type, problem.message)
+                return _problem(problem)
             except (ValueError, KeyError, TypeError) as exc:
                 return _error(400, "invalid_request_error", str(exc))
             self.world.save()
@@ -317,30 +400,16 @@ class Emulator:
 
     async def c_add(self, request: Request) -> Any:
         kind, body = self._kind(request), await self._body(request)
-        return self.world.add_thing(kind, body.get("id"), body.get("skills") or ()).public(kind)
+        return public(self.world.add(kind, body.get("id"), body.get("skills") or ()))
 
     async def c_archive(self, request: Request) -> Any:
-        kind = self._kind(request)
-        thing = self.world.thing(kind, request.path_params["ident"])
-        if thing is None:
-            raise not_found(kind, request.path_params["ident"])
-        thing.archived = True
-        return thing.public(kind)
+        return public(self.world.archive_object(self._kind(request), request.path_params["ident"]))
 
     async def c_delete(self, request: Request) -> Any:
-        kind = self._kind(request)
-        thing = self.world.thing(kind, request.path_params["ident"])
-        if thing is None:
-            raise not_found(kind, request.path_params["ident"])
-        thing.deleted = True
-        return thing.public(kind)
+        return self.world.delete_object(self._kind(request), request.path_params["ident"])
 
     async def c_new_version(self, request: Request) -> Any:
-        agent = self.world.thing("agents", request.path_params["ident"])
-        if agent is None:
-            raise not_found("agent", request.path_params["ident"])
-        agent.version += 1
-        return agent.public("agents")
+        return public(self.world.records.mint_version(request.path_params["ident"]))
 
     async def c_organization(self, request: Request) -> Any:
         self.world.organization_disabled = bool((await self._body(request)).get("disabled", True))
@@ -481,11 +550,13 @@ class Emulator:
             ("GET", "/v1/sessions/{session_id}/events", self.list_session_events, False),
             ("POST", "/v1/sessions/{session_id}/events", self.send_session_events, True),
             ("GET", "/v1/sessions/{session_id}/events/stream", self.stream_session_events, False),
+            *self._provisioning_routes(),
         ]
         # Routes sharing a path are merged so that each method finds its handler.
         by_path: dict[str, dict[str, Any]] = {}
         for method, path, handler, writes in api:
-            by_path.setdefault(path, {})[method] = self.api(f"{method} {path}", handler, writes=writes)
+            betas = MEMORY_BETAS if path.startswith("/v1/memory_stores") else (MANAGED_AGENTS_BETA,)
+            by_path.setdefault(path, {})[method] = self.api(f"{method} {path}", handler, writes=writes, betas=betas)
         routes = [Route(path, _method_switch(handlers), methods=list(handlers)) for path, handlers in by_path.items()]
         c = "/_emulator"
         controls = [
@@ -515,6 +586,49 @@ class Emulator:
         routes.append(Route("/console/workspaces/{workspace}/deployments/{deployment_id}", self.console_page))
         routes.append(Route("/console/workspaces/{workspace}/sessions/{session_id}", self.console_session_page))
         return routes
+
+    def _provisioning_routes(self) -> list[tuple[str, str, Handler, bool]]:
+        r = self._records
+        a, e, v, m = (
+            "/v1/agents/{agent_id}",
+            "/v1/environments/{environment_id}",
+            "/v1/vaults/{vault_id}",
+            "/v1/memory_stores/{memory_store_id}",
+        )
+        c = f"{v}/credentials/{{credential_id}}"
+        vc = ("vault_id", "credential_id")
+        return [
+            ("POST", "/v1/agents", r("create_agent", body=CreateAgentParams), True),
+            ("GET", "/v1/agents", r("list_agents", query=AgentListFilters), False),
+            ("GET", a, self.get_agent, False),
+            ("POST", a, r("update_agent", ("agent_id",), body=UpdateAgentParams), True),
+            ("POST", f"{a}/archive", r("archive_agent", ("agent_id",)), True),
+            ("GET", f"{a}/versions", r("list_agent_versions", ("agent_id",), query=AgentVersionListFilters), False),
+            ("POST", "/v1/environments", r("create_environment", body=CreateEnvironmentParams), True),
+            ("GET", "/v1/environments", r("list_environments", query=EnvironmentListFilters), False),
+            ("GET", e, r("environment", ("environment_id",)), False),
+            ("POST", e, r("update_environment", ("environment_id",), body=UpdateEnvironmentParams), True),
+            ("POST", f"{e}/archive", r("archive_environment", ("environment_id",)), True),
+            ("DELETE", e, r("delete_environment", ("environment_id",)), True),
+            ("POST", "/v1/vaults", r("create_vault", body=CreateVaultParams), True),
+            ("GET", "/v1/vaults", r("list_vaults", query=VaultListFilters), False),
+            ("GET", v, r("vault", ("vault_id",)), False),
+            ("POST", v, r("update_vault", ("vault_id",), body=UpdateVaultParams), True),
+            ("POST", f"{v}/archive", r("archive_vault", ("vault_id",)), True),
+            ("DELETE", v, r("delete_vault", ("vault_id",)), True),
+            ("POST", f"{v}/credentials", r("create_credential", ("vault_id",), body=CreateCredentialParams), True),
+            ("GET", f"{v}/credentials", r("list_credentials", ("vault_id",), query=VaultListFilters), False),
+            ("GET", c, r("credential", vc), False),
+            ("POST", c, r("update_credential", vc, body=UpdateCredentialParams), True),
+            ("POST", f"{c}/archive", r("archive_credential", vc), True),
+            ("DELETE", c, r("delete_credential", vc), True),
+            ("POST", "/v1/memory_stores", r("create_memory_store", body=CreateMemoryStoreParams), True),
+            ("GET", "/v1/memory_stores", r("list_memory_stores", query=MemoryStoreListFilters), False),
+            ("GET", m, r("memory_store", ("memory_store_id",)), False),
+            ("POST", m, r("update_memory_store", ("memory_store_id",), body=UpdateMemoryStoreParams), True),
+            ("POST", f"{m}/archive", r("archive_memory_store", ("memory_store_id",)), True),
+            ("DELETE", m, r("delete_memory_store", ("memory_store_id",)), True),
+        ]
 
 
 class _DatedByTheWorldClock:

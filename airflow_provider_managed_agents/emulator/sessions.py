@@ -120,14 +120,23 @@ class Sessions:
             return self.next_scripts.pop(0)
         return self.scripts.get(deployment_id) or self.default_script
 
-    def create(self, session_id: str, deployment: dict[str, Any], run_id: str, now: datetime) -> dict[str, Any]:
+    def create(
+        self,
+        session_id: str,
+        deployment: dict[str, Any],
+        run_id: str,
+        now: datetime,
+        agent: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A session of ``deployment``; ``agent`` is the snapshot of its pinned agent version
+        (else one made up from the pin)."""
         script = self.script_for(deployment["id"])
         stamp = format_timestamp(now)
         session: dict[str, Any] = {
             "id": session_id,
             "type": "session",
             "status": "idle",
-            "agent": _agent_snapshot(deployment["agent"]),
+            "agent": agent if agent is not None else _agent_snapshot(deployment["agent"]),
             "environment_id": deployment["environment_id"],
             "deployment_id": deployment["id"],
             "title": deployment["name"],

@@ -1,5 +1,7 @@
 """The emulator's state and the service's rules: deployments, runs, schedules and the world they
-depend on (agents, environments, vaults, files, memory stores, skills, organization).
+depend on (agents, environments, vaults and memory stores: records of the provisioning API, in
+:mod:`~airflow_provider_managed_agents.emulator.provisioning`; files and skills, ids only; the
+organization).
 
 Everything here runs on the server's event loop (HTTP handlers and the scheduler alike), so no
 locking is needed. Request bodies are validated with the package's own parameter models.
@@ -9,19 +11,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 import sqlite3
-import string
-import time
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from airflow_provider_managed_agents.emulator.problems import bad_request, conflict, not_found
+from airflow_provider_managed_agents.emulator.provisioning import (
+    DEFAULT_AGENT,
+    DEFAULT_ENVIRONMENT,
+    PREFIXES,
+    RECORD_KINDS,
+    Provisioning,
+    new_id,
+)
 from airflow_provider_managed_agents.emulator.sessions import Listing, Sessions, SessionScript, time_key
 from airflow_provider_managed_agents.models.base import format_timestamp, parse_timestamp
 from airflow_provider_managed_agents.models.cron import fire_times_after
@@ -36,24 +43,9 @@ from airflow_provider_managed_agents.models.params import (
 from airflow_provider_managed_agents.models.runs import NON_PAUSING_RUN_ERRORS
 
 WORLD_KINDS = ("agents", "environments", "vaults", "files", "memory_stores", "skills")
-DEFAULT_AGENT = "agent_demo"
-DEFAULT_ENVIRONMENT = "env_demo"
+THING_KINDS = ("files", "skills")  # the others are records of the provisioning API
 UPCOMING_COUNT = 5
-# In ASCII order, so that ids sort as their time part does.
-_ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
-_last_stamp = 0
-
-
-def new_id(prefix: str) -> str:
-    """``prefix_01`` + a time part (microseconds, strictly increasing) + a random part: ids made
-    in the same instant of the world's clock still sort in the order they were made."""
-    global _last_stamp
-    _last_stamp = stamp = max(time.time_ns() // 1000, _last_stamp + 1)
-    digits = ""
-    for _ in range(10):
-        stamp, digit = divmod(stamp, 62)
-        digits = _ALPHABET[digit] + digits
-    return f"{prefix}_01{digits}" + "".join(secrets.choice(_ALPHABET) for _ in range(12))
+__all__ = ["DEFAULT_AGENT", "DEFAULT_ENVIRONMENT", "RECORD_KINDS", "THING_KINDS", "WORLD_KINDS", "World", "new_id"]
 
 
 @lru_cache(maxsize=8192)
@@ -63,19 +55,14 @@ def _upcoming(expression: str, timezone: str, minute: datetime) -> tuple[str, ..
 
 @dataclass
 class Thing:
-    """An object of the world a deployment refers to."""
+    """A file or skill a deployment refers to: an id, archived or deleted by the controls."""
 
     id: str
     archived: bool = False
     deleted: bool = False
-    version: int = 1  # agents only
-    skills: list[str] = field(default_factory=list)  # agents only
 
-    def public(self, kind: str) -> dict[str, Any]:
-        data: dict[str, Any] = {"id": self.id, "archived": self.archived, "deleted": self.deleted}
-        if kind == "agents":
-            data.update(version=self.version, skills=self.skills)
-        return data
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "archived": self.archived, "deleted": self.deleted}
 
 
 @dataclass
@@ -114,9 +101,10 @@ class World:
     # --- lifecycle -----------------------------------------------------------------------
 
     def reset(self) -> None:
-        self.things: dict[str, dict[str, Thing]] = {kind: {} for kind in WORLD_KINDS}
-        self.things["agents"][DEFAULT_AGENT] = Thing(DEFAULT_AGENT)
-        self.things["environments"][DEFAULT_ENVIRONMENT] = Thing(DEFAULT_ENVIRONMENT)
+        self.clock = Clock()
+        self.things: dict[str, dict[str, Thing]] = {kind: {} for kind in THING_KINDS}
+        self.records = Provisioning(lambda: self.clock.now())
+        self.records.seed()
         self.organization_disabled = False
         self.workspace_archived = False
         self.sessions_per_minute: int | None = None
@@ -132,12 +120,9 @@ class World:
         self.jitters: dict[str, float] = {}
         self.session_times: list[datetime] = []
         self.sessions = Sessions()
-        self.clock = Clock()
 
     def describe(self) -> str:
-        agents = ", ".join(f"{a.id} (version {a.version})" for a in self.things["agents"].values())
-        envs = ", ".join(self.things["environments"])
-        return f"default world: agents {agents}; environments {envs}"
+        return f"default world: {self.records.describe()}"
 
     # --- persistence (optional) ---------------------------------------------------------
 
@@ -146,6 +131,7 @@ class World:
             return
         snapshot = {
             "things": {k: {i: t.__dict__ for i, t in v.items()} for k, v in self.things.items()},
+            "records": self.records.dump(),
             "deployments": self.deployments,
             "runs": self.runs,
             "sessions": self.sessions.by_id,
@@ -166,7 +152,15 @@ class World:
         if row is None:
             return
         snapshot = json.loads(row[0])
-        self.things = {k: {i: Thing(**t) for i, t in v.items()} for k, v in snapshot["things"].items()}
+        self.things = {kind: {} for kind in THING_KINDS}
+        if "records" in snapshot:
+            self.records.load(snapshot["records"])
+        for kind, things in snapshot["things"].items():
+            for ident, thing in things.items():
+                if kind in THING_KINDS:
+                    self.things[kind][ident] = Thing(thing["id"], thing["archived"], thing["deleted"])
+                elif "records" not in snapshot:  # a state file from before the records: ids only
+                    self._load_thing_as_record(kind, thing)
         self.deployments = snapshot["deployments"]
         self.runs = snapshot["runs"]
         self.sessions.by_id = snapshot.get("sessions", {})
@@ -177,44 +171,68 @@ class World:
         self.sessions_per_minute = snapshot["sessions_per_minute"]
         self.jitters = snapshot.get("jitters", {})
 
-    # --- the world -----------------------------------------------------------------------
+    def _load_thing_as_record(self, kind: str, thing: dict[str, Any]) -> None:
+        if thing["deleted"]:
+            self.records.deleted[kind].append(thing["id"])
+            self.records.agents.pop(thing["id"], None)
+            getattr(self.records, kind, {}).pop(thing["id"], None)
+            return
+        self.records.add(kind, thing["id"], thing.get("skills", ()))
+        for _ in range(thing.get("version", 1) - 1):
+            self.records.mint_version(thing["id"])
+        if thing["archived"]:
+            self.records.archive(kind, thing["id"])
 
-    def thing(self, kind: str, ident: str) -> Thing | None:
-        found = self.things[kind].get(ident)
-        return None if found is None or found.deleted else found
+    # --- the world: the controls' view ---------------------------------------------------
 
-    def add_thing(self, kind: str, ident: str | None = None, skills: Iterable[str] = ()) -> Thing:
-        prefix = {
-            "agents": "agent",
-            "environments": "env",
-            "vaults": "vlt",
-            "files": "file",
-            "memory_stores": "memstore",
-            "skills": "skill",
-        }[kind]
-        thing = Thing(ident or new_id(prefix), skills=list(skills))
+    def add(self, kind: str, ident: str | None = None, skills: Iterable[str] = ()) -> dict[str, Any]:
+        """Add an object (the controls): a record of the API's kinds, else an id."""
+        if kind in RECORD_KINDS:
+            return self.records.add(kind, ident, skills)
+        thing = Thing(ident or new_id(PREFIXES[kind]))
         self.things[kind][thing.id] = thing
-        return thing
+        return thing.public()
+
+    def _thing(self, kind: str, ident: str) -> Thing:
+        found = self.things[kind].get(ident)
+        if found is None or found.deleted:
+            raise not_found(kind.removesuffix("s"), ident)
+        return found
+
+    def archive_object(self, kind: str, ident: str) -> dict[str, Any]:
+        if kind in RECORD_KINDS:
+            return self.records.archive(kind, ident)
+        thing = self._thing(kind, ident)
+        thing.archived = True
+        return thing.public()
+
+    def delete_object(self, kind: str, ident: str) -> dict[str, Any]:
+        if kind in RECORD_KINDS:
+            return self.records.delete(kind, ident)
+        thing = self._thing(kind, ident)
+        thing.deleted = True
+        return thing.public()
 
     # --- deployments ---------------------------------------------------------------------
 
     def _resolve_agent(self, agent: Any) -> dict[str, Any]:
         agent_id = agent if isinstance(agent, str) else agent.id
-        found = self.thing("agents", agent_id)
+        found = self.records.agents.get(agent_id)
         if found is None:
             raise not_found("agent", agent_id)
-        if found.archived:
+        latest = found[-1]["version"]
+        if found[-1]["archived_at"] is not None:
             raise bad_request(f"agent: agent {agent_id!r} is archived")
-        version = found.version if isinstance(agent, str) or agent.version is None else agent.version
-        if version > found.version:
-            raise bad_request(f"agent.version: agent {agent_id!r} has no version {version} (latest {found.version})")
+        version = latest if isinstance(agent, str) or agent.version is None else agent.version
+        if version > latest:
+            raise bad_request(f"agent.version: agent {agent_id!r} has no version {version} (latest {latest})")
         return {"type": "agent", "id": agent_id, "version": version}
 
     def _check_environment(self, environment_id: str) -> None:
-        found = self.thing("environments", environment_id)
+        found = self.records.environments.get(environment_id)
         if found is None:
             raise not_found("environment", environment_id)
-        if found.archived:
+        if found["archived_at"] is not None:
             raise bad_request(f"environment_id: environment {environment_id!r} is archived")
 
     @staticmethod
@@ -412,16 +430,17 @@ class World:
         if self.workspace_archived:
             return RunErrorType.WORKSPACE_ARCHIVED, "the workspace is archived"
         env_id = deployment["environment_id"]
-        environment = self.things["environments"].get(env_id)
-        if environment is None or environment.deleted:
+        environment = self.records.status("environments", env_id)
+        if environment in ("unknown", "deleted"):  # an environment must exist: never taken to
             return RunErrorType.ENVIRONMENT_NOT_FOUND, f"environment `{env_id}` not found"
-        if environment.archived:
+        if environment == "archived":
             return RunErrorType.ENVIRONMENT_ARCHIVED, f"environment `{env_id}` is archived"
+        # A vault, file or memory store the world was never told about is taken to exist.
         for vault_id in deployment["vault_ids"]:
-            vault = self.things["vaults"].get(vault_id)
-            if vault is not None and vault.deleted:
+            vault = self.records.status("vaults", vault_id)
+            if vault == "deleted":
                 return RunErrorType.VAULT_NOT_FOUND, f"vault `{vault_id}` no longer exists"
-            if vault is not None and vault.archived:
+            if vault == "archived":
                 return RunErrorType.VAULT_ARCHIVED, f"vault `{vault_id}` is archived"
         for resource in deployment["resources"]:
             if resource["type"] == "file":
@@ -429,15 +448,18 @@ class World:
                 if file is not None and (file.deleted or file.archived):
                     return RunErrorType.FILE_NOT_FOUND, f"file `{resource['file_id']}` no longer exists"
             if resource["type"] == "memory_store":
-                store = self.things["memory_stores"].get(resource["memory_store_id"])
-                if store is not None and store.deleted:
+                store_id = resource["memory_store_id"]
+                store = self.records.status("memory_stores", store_id)
+                if store == "deleted":
                     return RunErrorType.SESSION_RESOURCE_NOT_FOUND, "a referenced resource no longer exists"
-                if store is not None and store.archived:
-                    return RunErrorType.MEMORY_STORE_ARCHIVED, f"memory store `{store.id}` is archived"
-        agent = self.things["agents"][deployment["agent"]["id"]]
-        for skill_id in agent.skills:
-            skill = self.things["skills"].get(skill_id)
-            if skill is None or skill.deleted:
+                if store == "archived":
+                    return RunErrorType.MEMORY_STORE_ARCHIVED, f"memory store `{store_id}` is archived"
+        # Anthropic skills always exist; a custom one must be known to the world (controls).
+        pinned = self.records.session_agent(deployment["agent"]["id"], deployment["agent"]["version"]) or {}
+        for skill in pinned.get("skills", []):
+            skill_id = skill["skill_id"]
+            known = self.things["skills"].get(skill_id)
+            if skill["type"] == "custom" and (known is None or known.deleted):
                 return RunErrorType.SKILL_NOT_FOUND, f"skill `{skill_id}` not found"
         if self.sessions_per_minute is not None:
             window = self.clock.now() - timedelta(minutes=1)
@@ -447,8 +469,7 @@ class World:
         return None
 
     def agent_gone(self, deployment: dict[str, Any]) -> bool:
-        agent = self.things["agents"].get(deployment["agent"]["id"])
-        return agent is None or agent.deleted or agent.archived
+        return self.records.status("agents", deployment["agent"]["id"]) != "live"
 
     def attempt(self, deployment: dict[str, Any], trigger_context: dict[str, Any]) -> dict[str, Any] | None:
         """One attempt to start a deployment: the run it records, or None when the agent is gone
@@ -469,7 +490,8 @@ class World:
             "trigger_context": trigger_context,
         }
         if failure is None:
-            run["session_id"] = self.sessions.create(new_id("sesn"), deployment, run["id"], now)["id"]
+            agent = self.records.session_agent(deployment["agent"]["id"], deployment["agent"]["version"])
+            run["session_id"] = self.sessions.create(new_id("sesn"), deployment, run["id"], now, agent)["id"]
             self.session_times.append(now)
         else:
             run["error"] = {"type": str(failure[0]), "message": failure[1]}
@@ -653,7 +675,8 @@ class World:
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            **{kind: [t.public(kind) for t in things.values()] for kind, things in self.things.items()},
+            **self.records.snapshot(),
+            **{kind: [t.public() for t in things.values()] for kind, things in self.things.items()},
             "organization": {"disabled": self.organization_disabled},
             "workspace": {"archived": self.workspace_archived},
             "sessions_per_minute": self.sessions_per_minute,

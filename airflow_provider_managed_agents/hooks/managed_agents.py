@@ -42,7 +42,26 @@ from airflow_provider_managed_agents.hooks.wire import (
     Settings,
     longest_call,
 )
+from airflow_provider_managed_agents.models.agents import (
+    Agent,
+    AgentListFilters,
+    AgentVersionListFilters,
+    CreateAgentParams,
+    UpdateAgentParams,
+)
 from airflow_provider_managed_agents.models.deployments import Deployment
+from airflow_provider_managed_agents.models.environments import (
+    CreateEnvironmentParams,
+    Environment,
+    EnvironmentListFilters,
+    UpdateEnvironmentParams,
+)
+from airflow_provider_managed_agents.models.memory_stores import (
+    CreateMemoryStoreParams,
+    MemoryStore,
+    MemoryStoreListFilters,
+    UpdateMemoryStoreParams,
+)
 from airflow_provider_managed_agents.models.pages import Page
 from airflow_provider_managed_agents.models.params import (
     DEPLOYMENT_RUNS_PAGE_MAX,
@@ -51,6 +70,7 @@ from airflow_provider_managed_agents.models.params import (
     CreateDeploymentParams,
     DeploymentListFilters,
     DeploymentRunListFilters,
+    ListFilters,
     SessionEventListFilters,
     SessionListFilters,
     UpdateDeploymentParams,
@@ -61,6 +81,16 @@ from airflow_provider_managed_agents.models.params import (
 from airflow_provider_managed_agents.models.runs import DeploymentRun, RunSend
 from airflow_provider_managed_agents.models.session_events import SentEvents, SessionEvent, SessionEventPage
 from airflow_provider_managed_agents.models.sessions import Session, SessionPage
+from airflow_provider_managed_agents.models.vaults import (
+    CreateCredentialParams,
+    CreateVaultParams,
+    Deleted,
+    UpdateCredentialParams,
+    UpdateVaultParams,
+    Vault,
+    VaultCredential,
+    VaultListFilters,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -68,9 +98,10 @@ if TYPE_CHECKING:
 
 ModelT = TypeVar("ModelT", bound="BaseModel")
 ParamsT = TypeVar("ParamsT", bound="BaseModel")
-FiltersT = TypeVar(
-    "FiltersT", DeploymentListFilters, DeploymentRunListFilters, SessionListFilters, SessionEventListFilters
-)
+FiltersT = TypeVar("FiltersT", bound="ListFilters")
+ResourceT = TypeVar("ResourceT", Agent, Environment, Vault, VaultCredential, MemoryStore)
+# Memory stores answer to their own beta (the SDK sends it; the managed-agents one works too).
+MEMORY_BETA = "agent-memory-2026-07-22"
 
 DeploymentPage = Page[Deployment]
 DeploymentRunPage = Page[DeploymentRun]
@@ -143,6 +174,11 @@ def settings_from_connection(conn: Connection, extra: Mapping[str, Any] | None =
         max_retries=int(_blank_as(extra.get("max_retries"), DEFAULT_MAX_RETRIES)),
         console_url=str(extra.get("console_url") or DEFAULT_CONSOLE_URL),
     )
+
+
+def _holding(items: Iterator[ResourceT], key: str) -> ResourceT | None:
+    """The first of ``items`` whose metadata holds the idempotency ``key``."""
+    return next((item for item in items if item.metadata.get(IDEMPOTENCY_METADATA_KEY) == key), None)
 
 
 def _blank_as(value: Any, default: Any) -> Any:
@@ -368,6 +404,7 @@ class ManagedAgentsHook(BaseHook):
         *,
         idempotency_key: str | None = None,
         look_first: bool = False,
+        on_adopt: Callable[[Deployment], None] | None = None,
         **fields: Any,
     ) -> Deployment:
         """Create a deployment from ``params`` or from the API's fields as keywords
@@ -385,6 +422,8 @@ class ManagedAgentsHook(BaseHook):
         :param params: the fields as one object (or give them as keywords, not both).
         :param idempotency_key: the deployment's identity across sends (and DAG runs).
         :param look_first: adopt the live deployment holding the key before sending.
+        :param on_adopt: called with a deployment ``look_first`` found (one an earlier run made),
+            before it is returned: what a caller tells apart from a deployment just made.
         :return: the deployment made (or adopted).
         """
         validated = _params_or_fields(CreateDeploymentParams, params, fields, "create_deployment parameters")
@@ -398,6 +437,8 @@ class ManagedAgentsHook(BaseHook):
         agent_id = validated.agent if isinstance(validated.agent, str) else validated.agent.id
         if look_first and (existing := self.find_deployment(agent_id, idempotency_key)) is not None:
             self.log.info("Adopted deployment %s, which holds idempotency key %r", existing.id, idempotency_key)
+            if on_adopt is not None:
+                on_adopt(existing)
             return existing
         sent_from = _utc_now() - DEPLOYMENT_CLOCK_ALLOWANCE
 
@@ -783,6 +824,504 @@ class ManagedAgentsHook(BaseHook):
                 if attempt == ARCHIVE_ATTEMPTS - 1:
                     raise
                 await asyncio.sleep(ARCHIVE_PAUSE_SECONDS)
+
+    # --- provisioning: agents, environments, vaults and credentials, memory stores --------------
+    #
+    # Creates take an ``idempotency_key`` as deployments do: it goes into ``metadata`` and makes
+    # the create exactly-once (after a failure that may have taken effect, the resource holding
+    # the key is adopted; with ``look_first``, also one an earlier run made). Updates are safe to
+    # re-send, but an agent's (each makes a version): it is sent once, and after a lost answer the
+    # agent is read to see whether it landed.
+
+    def _create_once(
+        self,
+        call: Call[ResourceT],
+        idempotency_key: str | None,
+        look_first: bool,
+        find: Callable[[datetime | None], ResourceT | None],
+    ) -> ResourceT:
+        if idempotency_key is None:
+            if look_first:
+                raise ManagedAgentsValidationError("create parameters", [("look_first", "needs an idempotency_key")])
+            return self._call(call)
+        if look_first and (existing := find(None)) is not None:
+            self.log.info("Adopted %s %s, which holds idempotency key %r", existing.type, existing.id, idempotency_key)
+            return existing
+        sent_from = _utc_now() - DEPLOYMENT_CLOCK_ALLOWANCE
+
+        def made_by_the_failed_send() -> ResourceT | None:
+            found = find(sent_from)
+            if found is not None:
+                self.log.info("Adopted %s %s, made by the request that failed", found.type, found.id)
+            return found
+
+        return self._call(call, made_by_the_failed_send)
+
+    def find_agent(self, idempotency_key: str, *, created_since: datetime | None = None) -> Agent | None:
+        """The live agent holding ``idempotency_key`` (one request per 100 agents).
+
+        :param idempotency_key: the key a create stored in its metadata.
+        :param created_since: look only at agents created since then.
+        :return: the agent, or None.
+        """
+        return _holding(self.list_agents(created_at_gte=created_since), idempotency_key)
+
+    def find_environment(self, idempotency_key: str) -> Environment | None:
+        """The live environment holding ``idempotency_key`` (one request per 100).
+
+        :param idempotency_key: the key a create stored in its metadata.
+        :return: the environment, or None.
+        """
+        return _holding(self.list_environments(), idempotency_key)
+
+    def find_vault(self, idempotency_key: str) -> Vault | None:
+        """The live vault holding ``idempotency_key`` (one request per 100).
+
+        :param idempotency_key: the key a create stored in its metadata.
+        :return: the vault, or None.
+        """
+        return _holding(self.list_vaults(), idempotency_key)
+
+    def find_credential(self, vault_id: str, idempotency_key: str) -> VaultCredential | None:
+        """The live credential of ``vault_id`` holding ``idempotency_key``.
+
+        :param vault_id: the vault.
+        :param idempotency_key: the key a create stored in its metadata.
+        :return: the credential, or None.
+        """
+        return _holding(self.list_credentials(vault_id), idempotency_key)
+
+    def find_memory_store(self, idempotency_key: str, *, created_since: datetime | None = None) -> MemoryStore | None:
+        """The live memory store holding ``idempotency_key`` (one request per 100).
+
+        :param idempotency_key: the key a create stored in its metadata.
+        :param created_since: look only at stores created since then.
+        :return: the store, or None.
+        """
+        return _holding(self.list_memory_stores(created_at_gte=created_since), idempotency_key)
+
+    # agents
+
+    def create_agent(
+        self,
+        params: CreateAgentParams | Mapping[str, Any] | None = None,
+        /,
+        *,
+        idempotency_key: str | None = None,
+        look_first: bool = False,
+        **fields: Any,
+    ) -> Agent:
+        """Create an agent (version 1), validated before anything is sent.
+
+        :param params: the fields as one object (or give them as keywords, not both).
+        :param idempotency_key: the agent's identity across sends (kept in its metadata).
+        :param look_first: adopt the live agent holding the key before sending.
+        :return: the agent made (or adopted).
+        """
+        validated = _params_or_fields(CreateAgentParams, params, fields, "create_agent parameters")
+        if idempotency_key is not None:
+            validated = with_idempotency_marker(validated, idempotency_key, "create_agent parameters")
+        call = Call("POST", "/v1/agents", Agent, body=validated.to_body(), idempotent=False)
+        key = idempotency_key or ""
+        return self._create_once(
+            call, idempotency_key, look_first, lambda since: self.find_agent(key, created_since=since)
+        )
+
+    def get_agent(self, agent_id: str, version: int | None = None) -> Agent:
+        """Read an agent, at its latest version or at ``version``.
+
+        :param agent_id: the agent.
+        :param version: a version it had (default: the latest).
+        :return: the agent.
+        """
+        query = {"version": str(version)} if version is not None else None
+        return self._call(Call("GET", f"/v1/agents/{path_id(agent_id, 'agent_id')}", Agent, query=query))
+
+    def update_agent(
+        self, agent_id: str, params: UpdateAgentParams | Mapping[str, Any] | None = None, /, **fields: Any
+    ) -> Agent:
+        """Update an agent: a change makes a new version. Omitted fields are kept; with
+        ``version`` the API refuses the update (409) when the agent is no longer at it.
+
+        Sent once: after an answer that may be lost, the agent is read, and the update counts as
+        landed when the agent moved past ``version`` holding the update's metadata.
+
+        :param agent_id: the agent.
+        :param params: the fields as one object (or keywords), ``version`` among them.
+        :return: the agent at its new version.
+        """
+        validated = _params_or_fields(UpdateAgentParams, params, fields, "update_agent parameters")
+        path = f"/v1/agents/{path_id(agent_id, 'agent_id')}"
+        call = Call("POST", path, Agent, body=validated.to_body(), idempotent=False)
+        if validated.version is None:
+            return self._call(call)
+        based_on, marks = validated.version, {k: v for k, v in (validated.metadata or {}).items() if v is not None}
+
+        def landed() -> Agent | None:
+            agent = self.get_agent(agent_id)
+            if agent.version > based_on and all(agent.metadata.get(k) == v for k, v in marks.items()):
+                self.log.info("Agent %s is at version %d: the update that failed landed", agent.id, agent.version)
+                return agent
+            return None
+
+        return self._call(call, landed)
+
+    def list_agents(self, **filters: Any) -> Iterator[Agent]:
+        """Every agent matching ``filters``, page by page.
+
+        :param filters: ``include_archived``, ``created_at_gte``, ``created_at_lte``, ``limit``.
+        :return: a lazy iterator of agents (latest versions).
+        """
+        first = _coerce(AgentListFilters, filters, "list_agents filters")
+        return self._paginate(first, lambda f: Call("GET", "/v1/agents", Page[Agent], query=f.to_query()))
+
+    def list_agent_versions(self, agent_id: str, **filters: Any) -> Iterator[Agent]:
+        """Every version of an agent, page by page.
+
+        :param agent_id: the agent.
+        :param filters: ``limit`` (page size).
+        :return: a lazy iterator of the agent at each version.
+        """
+        first = _coerce(AgentVersionListFilters, filters, "list_agent_versions filters")
+        path = f"/v1/agents/{path_id(agent_id, 'agent_id')}/versions"
+        return self._paginate(first, lambda f: Call("GET", path, Page[Agent], query=f.to_query()))
+
+    def archive_agent(self, agent_id: str) -> Agent:
+        """Archive an agent: deployments pinned to it can no longer run.
+
+        :param agent_id: the agent.
+        :return: the agent, ``archived_at`` set.
+        """
+        return self._call(Call("POST", f"/v1/agents/{path_id(agent_id, 'agent_id')}/archive", Agent))
+
+    # environments
+
+    def create_environment(
+        self,
+        params: CreateEnvironmentParams | Mapping[str, Any] | None = None,
+        /,
+        *,
+        idempotency_key: str | None = None,
+        look_first: bool = False,
+        **fields: Any,
+    ) -> Environment:
+        """Create an environment, validated before anything is sent.
+
+        :param params: the fields as one object (or keywords).
+        :param idempotency_key: the environment's identity across sends (kept in its metadata).
+        :param look_first: adopt the live environment holding the key before sending.
+        :return: the environment made (or adopted).
+        """
+        validated = _params_or_fields(CreateEnvironmentParams, params, fields, "create_environment parameters")
+        if idempotency_key is not None:
+            validated = with_idempotency_marker(validated, idempotency_key, "create_environment parameters")
+        call = Call("POST", "/v1/environments", Environment, body=validated.to_body(), idempotent=False)
+        key = idempotency_key or ""
+        return self._create_once(call, idempotency_key, look_first, lambda _: self.find_environment(key))
+
+    def get_environment(self, environment_id: str) -> Environment:
+        """Read an environment.
+
+        :param environment_id: the environment.
+        :return: the environment.
+        """
+        return self._call(Call("GET", self._environment_path(environment_id), Environment))
+
+    def update_environment(
+        self, environment_id: str, params: UpdateEnvironmentParams | Mapping[str, Any] | None = None, /, **fields: Any
+    ) -> Environment:
+        """Update an environment: omitted fields are kept (also inside ``config``), ``metadata``
+        is a merge patch. Safe to re-send.
+
+        :param environment_id: the environment.
+        :param params: the fields as one object (or keywords).
+        :return: the updated environment.
+        """
+        body = _params_or_fields(UpdateEnvironmentParams, params, fields, "update_environment parameters").to_body()
+        return self._call(Call("POST", self._environment_path(environment_id), Environment, body=body))
+
+    def list_environments(self, **filters: Any) -> Iterator[Environment]:
+        """Every environment matching ``filters``, page by page.
+
+        :param filters: ``include_archived``, ``limit``.
+        :return: a lazy iterator of environments.
+        """
+        first = _coerce(EnvironmentListFilters, filters, "list_environments filters")
+        return self._paginate(first, lambda f: Call("GET", "/v1/environments", Page[Environment], query=f.to_query()))
+
+    def archive_environment(self, environment_id: str) -> Environment:
+        """Archive an environment: no new session runs in it.
+
+        :param environment_id: the environment.
+        :return: the environment, ``archived_at`` set.
+        """
+        return self._call(Call("POST", self._environment_path(environment_id, "/archive"), Environment))
+
+    def delete_environment(self, environment_id: str) -> Deleted:
+        """Delete an environment.
+
+        :param environment_id: the environment.
+        :return: ``{"id", "type": "environment_deleted"}``.
+        """
+        return self._call(Call("DELETE", self._environment_path(environment_id), Deleted))
+
+    @staticmethod
+    def _environment_path(environment_id: str, suffix: str = "") -> str:
+        return f"/v1/environments/{path_id(environment_id, 'environment_id')}{suffix}"
+
+    # vaults
+
+    def create_vault(
+        self,
+        params: CreateVaultParams | Mapping[str, Any] | None = None,
+        /,
+        *,
+        idempotency_key: str | None = None,
+        look_first: bool = False,
+        **fields: Any,
+    ) -> Vault:
+        """Create a vault.
+
+        :param params: the fields as one object (or keywords: ``display_name``, ``metadata``).
+        :param idempotency_key: the vault's identity across sends (kept in its metadata).
+        :param look_first: adopt the live vault holding the key before sending.
+        :return: the vault made (or adopted).
+        """
+        validated = _params_or_fields(CreateVaultParams, params, fields, "create_vault parameters")
+        if idempotency_key is not None:
+            validated = with_idempotency_marker(validated, idempotency_key, "create_vault parameters")
+        call = Call("POST", "/v1/vaults", Vault, body=validated.to_body(), idempotent=False)
+        key = idempotency_key or ""
+        return self._create_once(call, idempotency_key, look_first, lambda _: self.find_vault(key))
+
+    def get_vault(self, vault_id: str) -> Vault:
+        """Read a vault.
+
+        :param vault_id: the vault.
+        :return: the vault.
+        """
+        return self._call(Call("GET", self._vault_path(vault_id), Vault))
+
+    def update_vault(
+        self, vault_id: str, params: UpdateVaultParams | Mapping[str, Any] | None = None, /, **fields: Any
+    ) -> Vault:
+        """Update a vault (``display_name``; ``metadata`` a merge patch). Safe to re-send.
+
+        :param vault_id: the vault.
+        :param params: the fields as one object (or keywords).
+        :return: the updated vault.
+        """
+        body = _params_or_fields(UpdateVaultParams, params, fields, "update_vault parameters").to_body()
+        return self._call(Call("POST", self._vault_path(vault_id), Vault, body=body))
+
+    def list_vaults(self, **filters: Any) -> Iterator[Vault]:
+        """Every vault matching ``filters``, page by page.
+
+        :param filters: ``include_archived``, ``limit``.
+        :return: a lazy iterator of vaults.
+        """
+        first = _coerce(VaultListFilters, filters, "list_vaults filters")
+        return self._paginate(first, lambda f: Call("GET", "/v1/vaults", Page[Vault], query=f.to_query()))
+
+    def archive_vault(self, vault_id: str) -> Vault:
+        """Archive a vault: runs of deployments that list it fail (``vault_archived_error``).
+
+        :param vault_id: the vault.
+        :return: the vault, ``archived_at`` set.
+        """
+        return self._call(Call("POST", self._vault_path(vault_id, "/archive"), Vault))
+
+    def delete_vault(self, vault_id: str) -> Deleted:
+        """Delete a vault and its credentials.
+
+        :param vault_id: the vault.
+        :return: ``{"id", "type": "vault_deleted"}``.
+        """
+        return self._call(Call("DELETE", self._vault_path(vault_id), Deleted))
+
+    @staticmethod
+    def _vault_path(vault_id: str, suffix: str = "") -> str:
+        return f"/v1/vaults/{path_id(vault_id, 'vault_id')}{suffix}"
+
+    # credentials
+
+    def create_credential(
+        self,
+        vault_id: str,
+        params: CreateCredentialParams | Mapping[str, Any] | None = None,
+        /,
+        *,
+        idempotency_key: str | None = None,
+        look_first: bool = False,
+        **fields: Any,
+    ) -> VaultCredential:
+        """Create a credential in a vault. Its secrets are sent once and never returned.
+
+        :param vault_id: the vault.
+        :param params: the fields as one object (or keywords: ``auth``, ``display_name``,
+            ``metadata``).
+        :param idempotency_key: the credential's identity across sends (kept in its metadata).
+        :param look_first: adopt the live credential holding the key before sending.
+        :return: the credential made (or adopted), without its secrets.
+        """
+        validated = _params_or_fields(CreateCredentialParams, params, fields, "create_credential parameters")
+        if idempotency_key is not None:
+            validated = with_idempotency_marker(validated, idempotency_key, "create_credential parameters")
+        call = Call(
+            "POST",
+            self._vault_path(vault_id, "/credentials"),
+            VaultCredential,
+            body=validated.to_body(),
+            idempotent=False,
+        )
+        key = idempotency_key or ""
+        return self._create_once(call, idempotency_key, look_first, lambda _: self.find_credential(vault_id, key))
+
+    def get_credential(self, vault_id: str, credential_id: str) -> VaultCredential:
+        """Read a credential (never its secrets).
+
+        :param vault_id: the vault.
+        :param credential_id: the credential.
+        :return: the credential.
+        """
+        return self._call(Call("GET", self._credential_path(vault_id, credential_id), VaultCredential))
+
+    def update_credential(
+        self,
+        vault_id: str,
+        credential_id: str,
+        params: UpdateCredentialParams | Mapping[str, Any] | None = None,
+        /,
+        **fields: Any,
+    ) -> VaultCredential:
+        """Update a credential: a new secret in ``auth`` (of the stored type), ``display_name``,
+        ``metadata`` (a merge patch). Safe to re-send.
+
+        :param vault_id: the vault.
+        :param credential_id: the credential.
+        :param params: the fields as one object (or keywords).
+        :return: the updated credential, without its secrets.
+        """
+        body = _params_or_fields(UpdateCredentialParams, params, fields, "update_credential parameters").to_body()
+        return self._call(Call("POST", self._credential_path(vault_id, credential_id), VaultCredential, body=body))
+
+    def list_credentials(self, vault_id: str, **filters: Any) -> Iterator[VaultCredential]:
+        """Every credential of a vault matching ``filters``, page by page.
+
+        :param vault_id: the vault.
+        :param filters: ``include_archived``, ``limit``.
+        :return: a lazy iterator of credentials, without their secrets.
+        """
+        first = _coerce(VaultListFilters, filters, "list_credentials filters")
+        path = self._vault_path(vault_id, "/credentials")
+        return self._paginate(first, lambda f: Call("GET", path, Page[VaultCredential], query=f.to_query()))
+
+    def archive_credential(self, vault_id: str, credential_id: str) -> VaultCredential:
+        """Archive a credential.
+
+        :param vault_id: the vault.
+        :param credential_id: the credential.
+        :return: the credential, ``archived_at`` set.
+        """
+        return self._call(Call("POST", self._credential_path(vault_id, credential_id, "/archive"), VaultCredential))
+
+    def delete_credential(self, vault_id: str, credential_id: str) -> Deleted:
+        """Delete a credential.
+
+        :param vault_id: the vault.
+        :param credential_id: the credential.
+        :return: ``{"id", "type": "vault_credential_deleted"}``.
+        """
+        return self._call(Call("DELETE", self._credential_path(vault_id, credential_id), Deleted))
+
+    @classmethod
+    def _credential_path(cls, vault_id: str, credential_id: str, suffix: str = "") -> str:
+        return cls._vault_path(vault_id, f"/credentials/{path_id(credential_id, 'credential_id')}{suffix}")
+
+    # memory stores (their own beta)
+
+    def create_memory_store(
+        self,
+        params: CreateMemoryStoreParams | Mapping[str, Any] | None = None,
+        /,
+        *,
+        idempotency_key: str | None = None,
+        look_first: bool = False,
+        **fields: Any,
+    ) -> MemoryStore:
+        """Create a memory store.
+
+        :param params: the fields as one object (or keywords: ``name``, ``description``,
+            ``metadata``).
+        :param idempotency_key: the store's identity across sends (kept in its metadata).
+        :param look_first: adopt the live store holding the key before sending.
+        :return: the store made (or adopted).
+        """
+        validated = _params_or_fields(CreateMemoryStoreParams, params, fields, "create_memory_store parameters")
+        if idempotency_key is not None:
+            validated = with_idempotency_marker(validated, idempotency_key, "create_memory_store parameters")
+        call = Call(
+            "POST", "/v1/memory_stores", MemoryStore, body=validated.to_body(), idempotent=False, beta=MEMORY_BETA
+        )
+        key = idempotency_key or ""
+        return self._create_once(
+            call,
+            idempotency_key,
+            look_first,
+            lambda since: self.find_memory_store(key, created_since=since),
+        )
+
+    def get_memory_store(self, memory_store_id: str) -> MemoryStore:
+        """Read a memory store.
+
+        :param memory_store_id: the store.
+        :return: the store.
+        """
+        return self._call(Call("GET", self._store_path(memory_store_id), MemoryStore, beta=MEMORY_BETA))
+
+    def update_memory_store(
+        self, memory_store_id: str, params: UpdateMemoryStoreParams | Mapping[str, Any] | None = None, /, **fields: Any
+    ) -> MemoryStore:
+        """Update a memory store (``name``, ``description``, ``metadata`` a merge patch); an
+        archived store refuses it. Safe to re-send.
+
+        :param memory_store_id: the store.
+        :param params: the fields as one object (or keywords).
+        :return: the updated store.
+        """
+        body = _params_or_fields(UpdateMemoryStoreParams, params, fields, "update_memory_store parameters").to_body()
+        return self._call(Call("POST", self._store_path(memory_store_id), MemoryStore, body=body, beta=MEMORY_BETA))
+
+    def list_memory_stores(self, **filters: Any) -> Iterator[MemoryStore]:
+        """Every memory store matching ``filters``, page by page.
+
+        :param filters: ``include_archived``, ``created_at_gte``, ``created_at_lte``, ``limit``.
+        :return: a lazy iterator of stores.
+        """
+        first = _coerce(MemoryStoreListFilters, filters, "list_memory_stores filters")
+        return self._paginate(
+            first, lambda f: Call("GET", "/v1/memory_stores", Page[MemoryStore], query=f.to_query(), beta=MEMORY_BETA)
+        )
+
+    def archive_memory_store(self, memory_store_id: str) -> MemoryStore:
+        """Archive a memory store (final; archiving it again changes nothing).
+
+        :param memory_store_id: the store.
+        :return: the store, ``archived_at`` set.
+        """
+        return self._call(Call("POST", self._store_path(memory_store_id, "/archive"), MemoryStore, beta=MEMORY_BETA))
+
+    def delete_memory_store(self, memory_store_id: str) -> Deleted:
+        """Delete a memory store and its memories.
+
+        :param memory_store_id: the store.
+        :return: ``{"id", "type": "memory_store_deleted"}``.
+        """
+        return self._call(Call("DELETE", self._store_path(memory_store_id), Deleted, beta=MEMORY_BETA))
+
+    @staticmethod
+    def _store_path(memory_store_id: str, suffix: str = "") -> str:
+        return f"/v1/memory_stores/{path_id(memory_store_id, 'memory_store_id')}{suffix}"
 
     # --- UI ----------------------------------------------------------------------------------
 

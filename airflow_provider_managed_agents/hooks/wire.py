@@ -113,6 +113,7 @@ class Call(Generic[ModelT]):
     ``idempotent`` calls may be re-sent after any transient failure. Non-idempotent ones
     (create, run) are re-sent only when the request provably did not take effect, or when the
     caller can look for what a failed attempt may have made first (``Attempts.reconcilable``).
+    ``beta`` replaces the managed-agents beta for APIs that have their own (memory stores).
     """
 
     method: str
@@ -121,15 +122,19 @@ class Call(Generic[ModelT]):
     query: Mapping[str, str | list[str]] | None = None
     body: Mapping[str, Any] | None = None
     idempotent: bool = True
+    beta: str | None = None
 
     def build(self, client: httpx.Client | httpx.AsyncClient) -> httpx.Request:
         kwargs: dict[str, Any] = {"params": dict(self.query) if self.query else None}
+        headers: dict[str, str] = {}
         if self.body is not None:
             kwargs["json"] = self.body
-        elif self.method == "POST":
+        elif self.method in ("POST", "DELETE"):
             # Action endpoints take no body; say so explicitly, as the official SDK does.
-            kwargs["headers"] = {"content-type": "application/json"}
-        return client.build_request(self.method, self.path, **kwargs)
+            headers["content-type"] = "application/json"
+        if self.beta is not None:
+            headers["anthropic-beta"] = client.headers["anthropic-beta"].replace(MANAGED_AGENTS_BETA, self.beta)
+        return client.build_request(self.method, self.path, headers=headers or None, **kwargs)
 
     @property
     def label(self) -> str:

@@ -300,13 +300,13 @@ def _unknown_variants(value: Any, path: str) -> list[tuple[str, str]]:
     return []
 
 
-class _RequestParams(ApiModel):
+class RequestParams(ApiModel):
     """Request bodies refuse fields the API does not have (a typo must not pass silently)."""
 
     model_config = ConfigDict(extra="forbid")
 
     @model_validator(mode="after")
-    def _known_variants_only(self) -> _RequestParams:
+    def _known_variants_only(self) -> RequestParams:
         problems = _unknown_variants(self, "")
         if problems:
             raise ValueError("; ".join(f"{path}: {msg}" for path, msg in problems))
@@ -328,7 +328,7 @@ def _drop_nested_nulls(value: Any) -> Any:
     return value
 
 
-class CreateDeploymentParams(_RequestParams):
+class CreateDeploymentParams(RequestParams):
     """The create request's body, every documented limit checked before it is sent."""
 
     agent: AgentParam
@@ -343,17 +343,23 @@ class CreateDeploymentParams(_RequestParams):
     budget: BudgetParam | None = None
 
 
-def with_idempotency_marker(params: CreateDeploymentParams, key: str) -> CreateDeploymentParams:
-    """``params`` with the idempotency marker in ``metadata``, within the metadata limits.
+CreateParamsT = TypeVar("CreateParamsT", bound=RequestParams)
+
+
+def with_idempotency_marker(
+    params: CreateParamsT, key: str, what: str = "create_deployment parameters"
+) -> CreateParamsT:
+    """``params`` (a create's, with a ``metadata`` field) with the idempotency marker in
+    ``metadata``, within the metadata limits.
 
     One policy, refused before anything is sent rather than losing exactly-once silently: the
     metadata may already hold the marker only with the same value, and must have room for it.
     """
-    metadata = dict(params.metadata or {})
+    metadata = dict(getattr(params, "metadata", None) or {})
     held = metadata.get(IDEMPOTENCY_METADATA_KEY, key)
     if held != key:
         raise ManagedAgentsValidationError(
-            "create_deployment parameters",
+            what,
             [
                 (
                     f"metadata.{IDEMPOTENCY_METADATA_KEY}",
@@ -366,13 +372,20 @@ def with_idempotency_marker(params: CreateDeploymentParams, key: str) -> CreateD
         check_metadata(metadata)
     except ValueError as exc:
         raise ManagedAgentsValidationError(
-            "create_deployment parameters",
+            what,
             [("metadata", f"no room for the idempotency marker {IDEMPOTENCY_METADATA_KEY!r}: {exc}")],
         ) from None
     return params.model_copy(update={"metadata": metadata})
 
 
-class UpdateDeploymentParams(_RequestParams):
+def not_clearable(cls: Any, value: Any) -> Any:
+    """An update's ``before`` validator for a field the API requires: null cannot clear it."""
+    if value is None:
+        raise ValueError("cannot be cleared with null; omit it to keep the current value")
+    return value
+
+
+class UpdateDeploymentParams(RequestParams):
     """Three states per field: omitted (preserve), None (clear, where the API allows it),
     a value (replace). ``metadata`` is a merge patch where a None value deletes a key."""
 
@@ -387,15 +400,10 @@ class UpdateDeploymentParams(_RequestParams):
     vault_ids: VaultIds | None = None
     budget: BudgetParam | None = None
 
-    @field_validator("agent", "environment_id", "initial_events", "name", mode="before")
-    @classmethod
-    def _not_clearable(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("cannot be cleared with null; omit it to keep the current value")
-        return value
+    _not_clearable = field_validator("agent", "environment_id", "initial_events", "name", mode="before")(not_clearable)
 
 
-class _ListFilters(BaseModel):
+class ListFilters(BaseModel):
     """Query filters; field aliases are the wire names (``created_at[gte]``)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -419,7 +427,7 @@ def _query_text(value: Any) -> str:
     return str(value)
 
 
-class DeploymentListFilters(_ListFilters):
+class DeploymentListFilters(ListFilters):
     """Query parameters of the deployments list (wire names as aliases)."""
 
     agent_id: str | None = None
@@ -437,7 +445,7 @@ class DeploymentListFilters(_ListFilters):
         return self
 
 
-class DeploymentRunListFilters(_ListFilters):
+class DeploymentRunListFilters(ListFilters):
     """Query parameters of the deployment runs list (wire names as aliases)."""
 
     deployment_id: str | None = None
@@ -451,7 +459,7 @@ class DeploymentRunListFilters(_ListFilters):
     page: str | None = None
 
 
-class SessionListFilters(_ListFilters):
+class SessionListFilters(ListFilters):
     """Query parameters of the sessions list (wire names as aliases; ``statuses`` as ``statuses[]``)."""
 
     agent_id: str | None = None
@@ -477,7 +485,7 @@ class SessionListFilters(_ListFilters):
         return self
 
 
-class SessionEventListFilters(_ListFilters):
+class SessionEventListFilters(ListFilters):
     """Query parameters of a session's events (``created_at`` bounds apply to ``processed_at``;
     ``types`` goes out as ``types[]``)."""
 

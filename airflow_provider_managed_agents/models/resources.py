@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Discriminator, Field, SecretStr, SerializationInfo, Tag, field_serializer
+from pydantic import Discriminator, Field, PlainSerializer, SecretStr, SerializationInfo, Tag, field_serializer
 
 from airflow_provider_managed_agents.models.base import ApiModel, tag_or_fallback
 from airflow_provider_managed_agents.models.events import UnknownObject
@@ -22,6 +22,14 @@ REVEAL_SECRETS = "reveal_secrets"
 
 def reveals_secrets(info: SerializationInfo) -> bool:
     return bool(info.context and info.context.get(REVEAL_SECRETS))
+
+
+def _write_only(secret: SecretStr, info: SerializationInfo) -> str:
+    return secret.get_secret_value() if reveals_secrets(info) else "**********"
+
+
+WriteOnlySecret = Annotated[SecretStr, PlainSerializer(_write_only, return_type=str)]
+"""A secret a request sends and no response returns: masked everywhere but the request body."""
 
 
 class BranchCheckout(ApiModel):

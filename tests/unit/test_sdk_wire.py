@@ -51,7 +51,65 @@ DEPLOYMENT = api_samples.deployment_json(created_at="2026-05-01T00:00:00Z", upda
 RUN = api_samples.run_json(created_at="2026-05-01T00:00:00Z")
 
 
+T = "2026-05-01T00:00:00Z"
+AGENT = {
+    "id": "agent_1",
+    "type": "agent",
+    "name": "a",
+    "model": {"id": "claude-opus-4-7"},
+    "tools": [],
+    "mcp_servers": [],
+    "skills": [],
+    "metadata": {},
+    "execution_identity": {"type": "service_account"},
+    "version": 2,
+    "created_at": T,
+    "updated_at": T,
+}
+ENVIRONMENT = {
+    "id": "env_1",
+    "type": "environment",
+    "name": "e",
+    "config": {"type": "self_hosted"},
+    "metadata": {},
+    "created_at": T,
+    "updated_at": T,
+}
+VAULT = {"id": "vlt_1", "type": "vault", "display_name": "v", "metadata": {}, "created_at": T, "updated_at": T}
+CREDENTIAL = {
+    "id": "vcrd_1",
+    "type": "vault_credential",
+    "vault_id": "vlt_1",
+    "auth": {"type": "static_bearer", "mcp_server_url": "https://mcp.example.com"},
+    "metadata": {},
+    "created_at": T,
+    "updated_at": T,
+}
+STORE = {
+    "id": "memstore_1",
+    "type": "memory_store",
+    "name": "m",
+    "description": "",
+    "metadata": {},
+    "created_at": T,
+    "updated_at": T,
+}
+LISTS = ("/v1/sessions", "/v1/deployments", "/v1/deployment_runs", "/v1/agents", "/v1/environments", "/v1/vaults")
+OBJECTS = {"agents": AGENT, "environments": ENVIRONMENT, "vaults": VAULT, "memory_stores": STORE}
+
+
 def answer(path: str, method: str) -> Any:
+    parts = path.strip("/").split("/")
+    if method == "GET" and (
+        path in LISTS or path.endswith(("/versions", "/credentials")) or path == "/v1/memory_stores"
+    ):
+        return {"data": [], "next_page": None}
+    if method == "DELETE":
+        return {"id": parts[-1], "type": "deleted"}
+    if "credentials" in parts:
+        return CREDENTIAL
+    if parts[1] in OBJECTS:
+        return OBJECTS[parts[1]]
     if path.endswith("/events") and method == "POST":
         return {"data": []}
     if method == "GET" and (
@@ -127,6 +185,142 @@ CREATE = {
     "metadata": {"team": "data"},
 }
 
+AGENT_FIELDS = {
+    "name": "reviewer",
+    "model": "claude-opus-4-7",
+    "system": "You review.",
+    "tools": [
+        {"type": "agent_toolset_20260401"},
+        {"type": "mcp_toolset", "mcp_server_name": "gh"},
+        {"type": "custom", "name": "lookup", "description": "d", "input_schema": {"type": "object"}},
+    ],
+    "mcp_servers": [{"type": "url", "name": "gh", "url": "https://mcp.example.com/sse"}],
+    "skills": [{"type": "anthropic", "skill_id": "xlsx"}],
+    "metadata": {"team": "data"},
+}
+ENVIRONMENT_FIELDS = {
+    "name": "py",
+    "config": {
+        "type": "cloud",
+        "networking": {"type": "limited", "allowed_hosts": ["api.example.com"], "allow_package_managers": True},
+        "packages": {"pip": ["pandas==2.2.2"]},
+    },
+    "metadata": {"k": "v"},
+}
+BEARER = {"type": "static_bearer", "token": "ghp_x", "mcp_server_url": "https://mcp.example.com/sse"}
+PROVISIONING: list[tuple[str, Callable[[Any], Any], Callable[[ManagedAgentsHook], Any]]] = [
+    ("create agent", lambda b: b.agents.create(**AGENT_FIELDS), lambda h: h.create_agent(**AGENT_FIELDS)),
+    ("get agent", lambda b: b.agents.retrieve("agent_1", version=3), lambda h: h.get_agent("agent_1", version=3)),
+    (
+        "update agent",
+        lambda b: b.agents.update("agent_1", system="new", metadata={"a": None}, version=1),
+        lambda h: h.update_agent("agent_1", system="new", metadata={"a": None}, version=1),
+    ),
+    (
+        "list agents",
+        lambda b: b.agents.list(include_archived=True, created_at_gte=WHEN, limit=50),
+        lambda h: h.list_agents(include_archived=True, created_at_gte=WHEN, limit=50),
+    ),
+    (
+        "agent versions",
+        lambda b: b.agents.versions.list("agent_1", limit=10),
+        lambda h: h.list_agent_versions("agent_1", limit=10),
+    ),
+    ("archive agent", lambda b: b.agents.archive("agent_1"), lambda h: h.archive_agent("agent_1")),
+    (
+        "create environment",
+        lambda b: b.environments.create(**ENVIRONMENT_FIELDS),
+        lambda h: h.create_environment(**ENVIRONMENT_FIELDS),
+    ),
+    ("get environment", lambda b: b.environments.retrieve("env_1"), lambda h: h.get_environment("env_1")),
+    (
+        "update environment",
+        lambda b: b.environments.update("env_1", description=None, metadata={"k": None}),
+        lambda h: h.update_environment("env_1", description=None, metadata={"k": None}),
+    ),
+    (
+        "list environments",
+        lambda b: b.environments.list(include_archived=True, limit=5),
+        lambda h: h.list_environments(include_archived=True, limit=5),
+    ),
+    ("archive environment", lambda b: b.environments.archive("env_1"), lambda h: h.archive_environment("env_1")),
+    ("delete environment", lambda b: b.environments.delete("env_1"), lambda h: h.delete_environment("env_1")),
+    (
+        "create vault",
+        lambda b: b.vaults.create(display_name="prod", metadata={"e": "p"}),
+        lambda h: h.create_vault(display_name="prod", metadata={"e": "p"}),
+    ),
+    ("get vault", lambda b: b.vaults.retrieve("vlt_1"), lambda h: h.get_vault("vlt_1")),
+    (
+        "update vault",
+        lambda b: b.vaults.update("vlt_1", display_name="x", metadata={"e": None}),
+        lambda h: h.update_vault("vlt_1", display_name="x", metadata={"e": None}),
+    ),
+    ("list vaults", lambda b: b.vaults.list(limit=100), lambda h: h.list_vaults(limit=100)),
+    ("archive vault", lambda b: b.vaults.archive("vlt_1"), lambda h: h.archive_vault("vlt_1")),
+    ("delete vault", lambda b: b.vaults.delete("vlt_1"), lambda h: h.delete_vault("vlt_1")),
+    (
+        "create credential",
+        lambda b: b.vaults.credentials.create("vlt_1", auth=BEARER, display_name="gh"),
+        lambda h: h.create_credential("vlt_1", auth=BEARER, display_name="gh"),
+    ),
+    (
+        "get credential",
+        lambda b: b.vaults.credentials.retrieve("vcrd_1", vault_id="vlt_1"),
+        lambda h: h.get_credential("vlt_1", "vcrd_1"),
+    ),
+    (
+        "update credential",
+        lambda b: b.vaults.credentials.update(
+            "vcrd_1", vault_id="vlt_1", auth={"type": "static_bearer", "token": "new"}, metadata={"a": None}
+        ),
+        lambda h: h.update_credential(
+            "vlt_1", "vcrd_1", auth={"type": "static_bearer", "token": "new"}, metadata={"a": None}
+        ),
+    ),
+    (
+        "list credentials",
+        lambda b: b.vaults.credentials.list("vlt_1", include_archived=True),
+        lambda h: h.list_credentials("vlt_1", include_archived=True),
+    ),
+    (
+        "archive credential",
+        lambda b: b.vaults.credentials.archive("vcrd_1", vault_id="vlt_1"),
+        lambda h: h.archive_credential("vlt_1", "vcrd_1"),
+    ),
+    (
+        "delete credential",
+        lambda b: b.vaults.credentials.delete("vcrd_1", vault_id="vlt_1"),
+        lambda h: h.delete_credential("vlt_1", "vcrd_1"),
+    ),
+    (
+        "create memory store",
+        lambda b: b.memory_stores.create(name="prefs", description="d", metadata={"u": "1"}),
+        lambda h: h.create_memory_store(name="prefs", description="d", metadata={"u": "1"}),
+    ),
+    ("get memory store", lambda b: b.memory_stores.retrieve("memstore_1"), lambda h: h.get_memory_store("memstore_1")),
+    (
+        "update memory store",
+        lambda b: b.memory_stores.update("memstore_1", description="", metadata={"u": None}),
+        lambda h: h.update_memory_store("memstore_1", description="", metadata={"u": None}),
+    ),
+    (
+        "list memory stores",
+        lambda b: b.memory_stores.list(include_archived=True, created_at_gte=WHEN, limit=10),
+        lambda h: h.list_memory_stores(include_archived=True, created_at_gte=WHEN, limit=10),
+    ),
+    (
+        "archive memory store",
+        lambda b: b.memory_stores.archive("memstore_1"),
+        lambda h: h.archive_memory_store("memstore_1"),
+    ),
+    (
+        "delete memory store",
+        lambda b: b.memory_stores.delete("memstore_1"),
+        lambda h: h.delete_memory_store("memstore_1"),
+    ),
+]
+
 PAIRS: list[tuple[str, Callable[[Any], Any], Callable[[ManagedAgentsHook], Any]]] = [
     ("get session", lambda b: b.sessions.retrieve("sesn_1"), lambda h: h.get_session("sesn_1")),
     (
@@ -172,6 +366,7 @@ PAIRS: list[tuple[str, Callable[[Any], Any], Callable[[ManagedAgentsHook], Any]]
         ),
     ),
     ("get run", lambda b: b.deployment_runs.retrieve("drun_1"), lambda h: h.get_deployment_run("drun_1")),
+    *PROVISIONING,
 ]
 
 
