@@ -74,7 +74,12 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "Anthropic Managed Agents",
-                "python-modules": [f"{PACKAGE}.operators.deployments", f"{PACKAGE}.operators.runs"],
+                "python-modules": [
+                    f"{PACKAGE}.operators.deployments",
+                    f"{PACKAGE}.operators.runs",
+                    f"{PACKAGE}.operators.provisioning",
+                    f"{PACKAGE}.operators.rollout",
+                ],
             }
         ],
         "sensors": [

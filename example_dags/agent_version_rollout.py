@@ -1,22 +1,23 @@
-"""Environment provisioning: when a new agent version ships, move a deployment onto it.
+"""Roll a new agent version out to a deployment, behind a smoke run, with a rollback.
 
-Provisions a deployment, pins its agent to the version given in the DAG run's params, replaces
-its vaults, and proves the change with a manual run gated by the sensor; a teardown archives it.
-In production, point ``pin_new_agent_version`` at a long-lived deployment id instead.
+The deployment is made once (its ``idempotency_key`` adopts it on later runs); the rollout pins it
+to the agent version given in the DAG run's params (default: the agent's latest), makes a manual
+smoke run and follows its session to the end. A smoke that fails (a run error, a session that
+ends badly, the timeout) puts the deployment back on the exact pin it had and fails the task with
+the smoke's own error; ``report`` then says which pin is live.
+
+Trigger it with ``{"agent_version": 2}`` after publishing a version (the emulator: ``POST
+/_emulator/agents/agent_demo/versions``); to see the rollback, script the next session to fail
+first (``POST /_emulator/sessions/next_script {"ending": "refusal"}``).
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Param, dag
+from airflow.sdk import Param, dag, task
 
-from airflow_provider_managed_agents.operators.deployments import (
-    ManagedAgentsArchiveDeploymentOperator,
-    ManagedAgentsCreateDeploymentOperator,
-    ManagedAgentsRunDeploymentOperator,
-    ManagedAgentsUpdateDeploymentOperator,
-)
-from airflow_provider_managed_agents.sensors.deployment_runs import ManagedAgentsDeploymentRunSensor
+from airflow_provider_managed_agents.operators.deployments import ManagedAgentsCreateDeploymentOperator
+from airflow_provider_managed_agents.operators.rollout import ManagedAgentsRolloutDeploymentOperator
 
 AGENT_ID = "{{ var.value.get('managed_agents_agent_id', 'agent_demo') }}"
 ENVIRONMENT_ID = "{{ var.value.get('managed_agents_environment_id', 'env_demo') }}"
@@ -28,35 +29,38 @@ ENVIRONMENT_ID = "{{ var.value.get('managed_agents_environment_id', 'env_demo') 
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     render_template_as_native_obj=True,
-    params={
-        "agent_version": Param(1, type="integer", minimum=1),
-        "vault_ids": Param([], type="array"),
-    },
+    params={"agent_version": Param(None, type=["null", "integer"], minimum=1)},
     tags=["managed-agents", "example"],
 )
 def agent_version_rollout():
-    provision = ManagedAgentsCreateDeploymentOperator(
-        task_id="provision_deployment",
-        name="Support triage ({{ run_id }})",
-        agent=AGENT_ID,
+    deployment = ManagedAgentsCreateDeploymentOperator(
+        task_id="support_triage",
+        name="Support triage",
+        idempotency_key="support-triage",
+        agent={"type": "agent", "id": AGENT_ID, "version": 1},
         environment_id=ENVIRONMENT_ID,
         message="Triage the overnight support queue.",
         schedule={"type": "cron", "expression": "0 7 * * 1-5", "timezone": "UTC"},
     )
-    roll_out = ManagedAgentsUpdateDeploymentOperator(
-        task_id="pin_new_agent_version",
-        deployment_id=provision.output,
+    rollout = ManagedAgentsRolloutDeploymentOperator(
+        task_id="roll_out",
+        deployment_id=deployment.output,
         agent={"type": "agent", "id": AGENT_ID, "version": "{{ params.agent_version }}"},
-        vault_ids="{{ params.vault_ids }}",
-        metadata={"rolled_out_by": "{{ dag.dag_id }}", "rolled_out_at": "{{ ts }}"},
+        poll_interval=5,
+        timeout=600,
     )
-    smoke_run = ManagedAgentsRunDeploymentOperator(task_id="smoke_run", deployment_id=provision.output)
-    smoke_gate = ManagedAgentsDeploymentRunSensor(
-        task_id="wait_for_smoke_run", deployment_run_id=smoke_run.output, poll_interval=5, timeout=300
-    )
-    archive = ManagedAgentsArchiveDeploymentOperator(task_id="archive", deployment_id=provision.output)
-    provision >> roll_out >> smoke_run >> smoke_gate >> archive
-    archive.as_teardown(setups=provision)
+
+    @task
+    def report(ti=None) -> str:
+        """Which pin is live. A teardown: it runs whatever the rollout did, and the DAG run still
+        fails when the rollout failed."""
+        rolled_back_to = ti.xcom_pull(task_ids="roll_out", key="rolled_back_to")
+        if rolled_back_to:
+            return f"smoke failed: still on version {rolled_back_to['version']}"
+        pin = ti.xcom_pull(task_ids="roll_out", key="agent_pin")
+        return f"live on version {pin['version']}" if pin else "nothing rolled out"
+
+    rollout >> report().as_teardown()
 
 
 agent_version_rollout()

@@ -29,6 +29,7 @@ EXAMPLE_DAG_IDS = [
     *DAG_IDS,
     "data_pipeline_trigger",
     "agent_version_rollout",
+    "provision_agent_environment",
     "run_agent_and_announce",
     "after_agent_run",
     "react_to_agent_runs",
@@ -89,6 +90,8 @@ def main() -> int:
         extra["AIRFLOW_VAR_MANAGED_AGENTS_AGENT_ID"] = "agent_demo"
         extra["AIRFLOW_VAR_MANAGED_AGENTS_ENVIRONMENT_ID"] = "env_demo"
         extra["MANAGED_AGENTS_WATCHED_DEPLOYMENT_ID"] = watched_deployment(emulator)
+        # The GitHub token provision_agent_environment puts in a vault (the emulator keeps a hash).
+        extra["AIRFLOW_CONN_GITHUB_MCP_TOKEN"] = '{"conn_type": "generic", "password": "demo-github-token"}'
     env = airflow_env(extra)
     try:
         print(f"Preparing Airflow's metadata database in {shown(AIRFLOW_HOME)}")

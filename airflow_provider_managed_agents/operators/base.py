@@ -10,9 +10,10 @@ the deployment link reads).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator, BaseOperatorLink
 
@@ -24,10 +25,18 @@ from airflow_provider_managed_agents.links import (
 )
 
 if TYPE_CHECKING:
+    import jinja2
     from airflow.sdk import Context
 
     from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
     from airflow_provider_managed_agents.models.deployments import Deployment
+
+
+# A structured field may name a .json/.yaml file beside the DAG as its whole value, a text field
+# (a prompt) a .md/.txt one. Not template_ext: Airflow would then take any templated string
+# ending in ".json" (a message "Summarise out/report.json", an event's text) for a file name.
+STRUCTURED_EXTENSIONS = (".json", ".yaml", ".yml")
+TEXT_EXTENSIONS = (".md", ".txt")
 
 
 class ManagedAgentsBaseOperator(BaseOperator):
@@ -37,6 +46,10 @@ class ManagedAgentsBaseOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("managed_agents_conn_id",)
+    # Fields whose whole value may name a JSON/YAML file (read, rendered, then parsed), and
+    # fields whose whole value may name a text file (read and rendered).
+    file_fields: ClassVar[tuple[str, ...]] = ()
+    text_file_fields: ClassVar[tuple[str, ...]] = ()
     ui_color = "#d4a27f"
     operator_extra_links: Collection[BaseOperatorLink] = (ManagedAgentsDeploymentLink(),)
 
@@ -49,6 +62,19 @@ class ManagedAgentsBaseOperator(BaseOperator):
         from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
 
         return ManagedAgentsHook(managed_agents_conn_id=self.managed_agents_conn_id)
+
+    def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
+        """Read the files the file fields name, then render every field: a file's content is a
+        template too (parsed as JSON or YAML at execution, for the structured fields)."""
+        jinja_env = jinja_env or self.get_template_env()
+        for field, extensions in [(f, STRUCTURED_EXTENSIONS) for f in self.file_fields] + [
+            (f, TEXT_EXTENSIONS) for f in self.text_file_fields
+        ]:
+            value = getattr(self, field)
+            if isinstance(value, str) and value.endswith(extensions):
+                assert jinja_env.loader is not None
+                setattr(self, field, jinja_env.loader.get_source(jinja_env, value)[0])
+        super().render_template_fields(context, jinja_env)
 
     def pre_execute(self, context: Context) -> None:
         """Before each start (and resumption): the links' URLs are not known yet."""
@@ -76,3 +102,22 @@ class ManagedAgentsBaseOperator(BaseOperator):
         from airflow_provider_managed_agents.reporting import describe_deployment
 
         self.log.info("%s %s", verb, describe_deployment(deployment))
+
+
+def load_structured(value: Any, field: str) -> Any:
+    """A field given as JSON/YAML text (a file's rendered content, or a string) becomes data."""
+    if not isinstance(value, str):
+        return value
+    import yaml
+
+    from airflow_provider_managed_agents.exceptions import ManagedAgentsValidationError
+
+    try:
+        return json.loads(value)
+    except ValueError:
+        pass
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        problem = f"is neither valid JSON nor YAML ({type(exc).__name__})"
+        raise ManagedAgentsValidationError(f"{field} argument", [(field, problem)]) from None

@@ -14,16 +14,14 @@ here too, as DAGs written for earlier versions do).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from airflow_provider_managed_agents.links import ManagedAgentsDeploymentLink
-from airflow_provider_managed_agents.operators.base import ManagedAgentsBaseOperator
+from airflow_provider_managed_agents.operators.base import ManagedAgentsBaseOperator, load_structured
 from airflow_provider_managed_agents.operators.runs import ManagedAgentsRunDeploymentOperator
 
 if TYPE_CHECKING:
-    import jinja2
     from airflow.sdk import Context
 
     from airflow_provider_managed_agents.models.deployments import Deployment
@@ -49,11 +47,6 @@ class NotGiven:
 
 NOT_GIVEN: Final = NotGiven()
 
-# initial_events and schedule may name a .json/.yaml file beside the DAG, as their whole value.
-# Not template_ext: Airflow would then take any templated string ending in ".json" (a message
-# "Summarise out/report.json", an event's text) for a file name.
-FILE_FIELDS = ("initial_events", "schedule")
-FILE_EXTENSIONS = (".json", ".yaml", ".yml")
 DAG_ID_KEY = "airflow_dag_id"
 TASK_ID_KEY = "airflow_task_id"
 # API field -> operator attribute (BaseOperator owns ``resources``: worker cpus/ram).
@@ -69,25 +62,6 @@ API_FIELDS: dict[str, str] = {
     "vault_ids": "vault_ids",
     "budget": "budget",
 }
-
-
-def _load_structured(value: Any, field: str) -> Any:
-    """A field given as JSON/YAML text (a file's rendered content, or a string) becomes data."""
-    if not isinstance(value, str):
-        return value
-    import yaml
-
-    from airflow_provider_managed_agents.exceptions import ManagedAgentsValidationError
-
-    try:
-        return json.loads(value)
-    except ValueError:
-        pass
-    try:
-        return yaml.safe_load(value)
-    except yaml.YAMLError as exc:
-        problem = f"is neither valid JSON nor YAML ({type(exc).__name__})"
-        raise ManagedAgentsValidationError(f"{field} argument", [(field, problem)]) from None
 
 
 def _message_events(message: str | None, initial_events: Any, required: bool) -> Any:
@@ -119,7 +93,10 @@ def _mask_resource_tokens(resources: Any) -> None:
 
 
 class _DeploymentFieldsOperator(ManagedAgentsBaseOperator):
-    """The API's deployment fields as operator arguments with the same names."""
+    """The API's deployment fields as operator arguments with the same names; ``initial_events``
+    and ``schedule`` may name a .json/.yaml file beside the DAG."""
+
+    file_fields = ("initial_events", "schedule")
 
     message: str | None
 
@@ -145,26 +122,15 @@ class _DeploymentFieldsOperator(ManagedAgentsBaseOperator):
         "budget": "json",
     }
 
-    def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
-        """Read a file named by ``initial_events`` or ``schedule``, then render every field; the
-        file's content is a template too, parsed as JSON or YAML at execution."""
-        jinja_env = jinja_env or self.get_template_env()
-        for field in FILE_FIELDS:
-            value = getattr(self, field)
-            if isinstance(value, str) and value.endswith(FILE_EXTENSIONS):
-                assert jinja_env.loader is not None
-                setattr(self, field, jinja_env.loader.get_source(jinja_env, value)[0])
-        super().render_template_fields(context, jinja_env)
-
     def _api_fields(self, given: set[str], *, events_required: bool) -> dict[str, Any]:
         """The API fields among ``given``, after templating, keyed by their API names."""
         values = {name: getattr(self, attribute) for name, attribute in API_FIELDS.items() if name in given}
         events = _message_events(self.message, values.get("initial_events"), events_required)
         if events is not None:
             values["initial_events"] = events
-        for key in FILE_FIELDS:
+        for key in self.file_fields:
             if key in values:
-                values[key] = _load_structured(values[key], key)
+                values[key] = load_structured(values[key], key)
         _mask_resource_tokens(values.get("resources"))
         return values
 
@@ -193,7 +159,8 @@ class ManagedAgentsCreateDeploymentOperator(_DeploymentFieldsOperator):
 
     Metadata gains ``airflow_idempotency_key``, then ``airflow_dag_id`` and ``airflow_task_id``
     while the 16-pair limit leaves room (never overwriting the author's keys). XCom:
-    ``return_value`` = deployment id, ``deployment`` = the created (or adopted) deployment.
+    ``return_value`` = deployment id, ``deployment`` = the created (or adopted) deployment,
+    ``action`` = ``created`` or ``adopted`` (an earlier DAG run's, by its ``idempotency_key``).
     """
 
     template_fields: Sequence[str] = (*_DeploymentFieldsOperator.template_fields, "idempotency_key")
@@ -252,8 +219,12 @@ class ManagedAgentsCreateDeploymentOperator(_DeploymentFieldsOperator):
         # An explicit key may have made a deployment in an earlier DAG run, the default key in an
         # earlier try of this task: look for it before sending (the hook adopts it).
         look_first = bool(self.idempotency_key) or context["ti"].try_number > 1
-        deployment = self.hook.create_deployment(params, idempotency_key=key, look_first=look_first)
-        self._log_deployment("Ready:", deployment)
+        adopted: list[str] = []
+        deployment = self.hook.create_deployment(
+            params, idempotency_key=key, look_first=look_first, on_adopt=lambda found: adopted.append(found.id)
+        )
+        self._log_deployment("Adopted" if adopted else "Created", deployment)
+        context["ti"].xcom_push(key="action", value="adopted" if adopted else "created")
         return self._publish_deployment(context, deployment)
 
 

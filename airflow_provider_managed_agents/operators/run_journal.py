@@ -23,17 +23,15 @@ new try starts).
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
+
+from airflow_provider_managed_agents.stores import TaskRecord
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_managed_agents.models.runs import RunSend
-
-log = logging.getLogger(__name__)
 
 STATE_KEY = "managed_agents_run_attempt"
 VARIABLE_PREFIX = "managed_agents_run_attempt__"
@@ -80,63 +78,22 @@ class RunAttempt:
             return None
 
 
-class _Store(Protocol):
-    def get(self) -> Any: ...
-    def put(self, value: Any) -> None: ...
-    def drop(self) -> None: ...
-
-
-class _TaskStateStore:
-    def __init__(self, accessor: Any):
-        self.accessor = accessor
-
-    def get(self) -> Any:
-        return self.accessor.get(STATE_KEY)
-
-    def put(self, value: Any) -> None:
-        self.accessor.set(STATE_KEY, value)
-
-    def drop(self) -> None:
-        self.accessor.delete(STATE_KEY)
-
-
 class RunJournal:
-    """Reads and writes the task instance's :class:`RunAttempt`. A store that cannot be
-    reached costs the crash protection (said once in the log), never the task."""
+    """Reads and writes the task instance's :class:`RunAttempt` (a
+    :class:`~airflow_provider_managed_agents.stores.TaskRecord`)."""
 
-    def __init__(self, store: _Store | None):
-        self._store = store
+    def __init__(self, record: TaskRecord):
+        self._record = record
 
     @classmethod
     def for_task(cls, context: Context) -> RunJournal:
-        from airflow_provider_managed_agents.stores import VariableRecord, task_instance_identity
-
-        accessor = context.get("task_state_store")
-        if accessor is not None:
-            return cls(_TaskStateStore(accessor))
-        description = "airflow-provider-managed-agents: a run task's unfinished attempt (deleted when settled)"
-        return cls(VariableRecord(VARIABLE_PREFIX, task_instance_identity(context["ti"]), description))
+        return cls(TaskRecord.for_task(context, STATE_KEY, VARIABLE_PREFIX, "this task's run journal"))
 
     def read(self) -> RunAttempt | None:
-        return RunAttempt.from_dict(self._safely("read", lambda store: store.get()))
+        return RunAttempt.from_dict(self._record.read())
 
     def write(self, attempt: RunAttempt) -> None:
-        self._safely("write", lambda store: store.put(attempt.to_dict()))
+        self._record.write(attempt.to_dict())
 
     def forget(self) -> None:
-        self._safely("clear", lambda store: store.drop())
-
-    def _safely(self, what: str, action: Callable[[_Store], Any]) -> Any:
-        if self._store is None:
-            return None
-        try:
-            return action(self._store)
-        except Exception as exc:
-            log.warning(
-                "Cannot %s this task's run journal (%s: %s); a retry after a crash mid-request may start a second run",
-                what,
-                type(exc).__name__,
-                exc,
-            )
-            self._store = None
-            return None
+        self._record.forget()

@@ -68,7 +68,8 @@ def test_example_dags_import_without_errors() -> None:
     bag = DagBag(str(Path(__file__).resolve().parents[2] / "example_dags"))
     assert bag.import_errors == {}
     expected = {"deployment_lifecycle", "data_pipeline_trigger", "agent_version_rollout", "agent_as_pipeline_step"}
-    assert expected | {"react_to_agent_runs", "run_agent_and_announce", "after_agent_run"} <= set(bag.dag_ids)
+    expected |= {"react_to_agent_runs", "run_agent_and_announce", "after_agent_run", "provision_agent_environment"}
+    assert expected <= set(bag.dag_ids)
 
 
 def test_deployment_lifecycle_end_to_end(run_dag: Any, managed_agents_emulator: Any) -> None:
@@ -114,14 +115,83 @@ def test_a_typed_run_error_fails_the_run_and_takes_the_failure_branch(
     assert len([r for r in world["runs"] if r["error"]]) == 1
 
 
+WRITES = ("POST ", "PUT ", "PATCH ", "DELETE ")
+
+
+def writes(emulator: Any) -> dict[str, int]:
+    counts = emulator.request_counts()["by_endpoint"]
+    return {k: v for k, v in counts.items() if k.startswith(WRITES) and " /v1/" in k}
+
+
+def test_provisioning_builds_the_stack_once_and_a_rerun_writes_nothing(
+    run_dag: Any, managed_agents_emulator: Any
+) -> None:
+    token = {"AIRFLOW_CONN_GITHUB_MCP_TOKEN": '{"conn_type": "generic", "password": "ghp_example"}'}
+    first = run_dag("provision_agent_environment", env=token, timeout=300)
+    assert first.state == "success", first
+    assert first.task_states["smoke_run"] == "success", first
+    actions = {task: first.xcom[(task, "action")] for task in ("environment", "vault", "agent", "memory_store")}
+    assert actions == dict.fromkeys(actions, "created")
+    assert first.xcom[("github_credential", "action")] == "created"
+    assert first.xcom[("deployment", "action")] == "created"
+    pin = first.xcom[("agent", "agent_pin")]
+    world = state(managed_agents_emulator)
+    (deployment,) = [d for d in world["deployments"] if d["id"] == first.xcom[("deployment", "return_value")]]
+    assert deployment["agent"] == pin
+    assert deployment["vault_ids"] == [first.xcom[("vault", "return_value")]]
+    assert [r["trigger_context"]["type"] for r in world["runs"] if r["deployment_id"] == deployment["id"]] == [
+        "manual"
+    ]  # the smoke run, once
+
+    httpx.delete(f"{managed_agents_emulator.base_url}/_emulator/requests", timeout=10).raise_for_status()
+    second = run_dag("provision_agent_environment", env=token, timeout=300)
+    assert second.state == "success", second
+    assert writes(managed_agents_emulator) == {}
+    assert {second.xcom[(t, "action")] for t in ("environment", "vault", "github_credential", "agent")} == {"unchanged"}
+    assert second.xcom[("deployment", "action")] == "adopted"
+    assert second.task_states["smoke_run"] == "skipped", second
+    assert second.task_states["the_work"] == "success", second
+    assert second.xcom[("agent", "agent_pin")] == pin
+
+
 def test_agent_version_rollout_pins_the_new_version(run_dag: Any, managed_agents_emulator: Any) -> None:
     control(managed_agents_emulator, "POST", "agents/agent_demo/versions", {})
-    result = run_dag("agent_version_rollout", conf={"agent_version": 2, "vault_ids": ["vlt_a", "vlt_b"]})
+    result = run_dag("agent_version_rollout", conf={"agent_version": 2})
     assert result.state == "success", result
-    updated = result.xcom[("pin_new_agent_version", "deployment")]
-    assert updated["agent"]["version"] == 2
-    assert updated["vault_ids"] == ["vlt_a", "vlt_b"]
-    assert updated["metadata"]["rolled_out_by"] == "agent_version_rollout"
+    assert result.xcom[("roll_out", "agent_pin")] == {"type": "agent", "id": "agent_demo", "version": 2}
+    assert result.xcom[("roll_out", "previous_agent_pin")]["version"] == 1
+    assert ("roll_out", "rolled_back_to") not in result.xcom
+    assert result.xcom[("report", "return_value")] == "live on version 2"
+    deployment_id = result.xcom[("support_triage", "return_value")]
+    (deployment,) = [d for d in state(managed_agents_emulator)["deployments"] if d["id"] == deployment_id]
+    assert deployment["agent"]["version"] == 2
+
+
+def test_a_failed_smoke_run_rolls_back_to_the_exact_pin(
+    run_dag: Any, hook: ManagedAgentsHook, managed_agents_emulator: Any
+) -> None:
+    control(managed_agents_emulator, "POST", "agents/agent_demo/versions", {})
+    deployment = hook.create_deployment(
+        {
+            "agent": {"type": "agent", "id": "agent_demo", "version": 1},
+            "environment_id": "env_demo",
+            "name": "Support triage",
+            "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "go"}]}],
+            "metadata": {"airflow_idempotency_key": "support-triage"},
+        }
+    )
+    before = hook.get_deployment(deployment.id)
+    control(managed_agents_emulator, "POST", "sessions/next_script", {"ending": "refusal"})
+    result = run_dag("agent_version_rollout", conf={"agent_version": 2})
+    assert result.state == "failed", result
+    assert result.task_states["roll_out"] == "failed", result
+    assert result.task_states["report"] == "success", result
+    assert result.xcom[("support_triage", "action")] == "adopted"
+    assert result.xcom[("roll_out", "rolled_back_to")] == before.agent.model_dump(mode="json")
+    assert result.xcom[("report", "return_value")] == "smoke failed: still on version 1"
+    assert "SessionRefusedError" in result.output
+    after = hook.get_deployment(deployment.id)
+    assert after.agent == before.agent
 
 
 @pytest.mark.parametrize("mode", ["deferrable", "poke", "reschedule"])
