@@ -99,3 +99,14 @@ def run_details(asset_event: Any) -> dict[str, Any]:
     extra: Mapping[str, Any] = getattr(asset_event, "extra", None) or {}
     payload = extra.get("payload") if extra.get("from_trigger") else None
     return dict(payload) if isinstance(payload, Mapping) else dict(extra)
+
+
+def triggering_runs(context: Mapping[str, Any], asset: Any) -> list[dict[str, Any]]:
+    """:func:`run_details` of every event of ``asset`` that triggered this DAG run, on every
+    Airflow version (3.0's ``airflow dags test`` keys ``triggering_asset_events`` by URI)."""
+    events = context["triggering_asset_events"]
+    try:
+        found = events[asset]
+    except (TypeError, KeyError):
+        found = events.get(getattr(asset, "uri", None), ())
+    return [run_details(event) for event in found]

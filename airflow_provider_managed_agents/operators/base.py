@@ -56,6 +56,10 @@ class ManagedAgentsBaseOperator(BaseOperator):
     def __init__(self, *, managed_agents_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.managed_agents_conn_id = managed_agents_conn_id
+        # The DAG file's folder, known while the file is parsed: where a file field's file lives
+        # when the template loader's search path is elsewhere (Airflow 3.0's `dags test`).
+        dag = kwargs.get("dag") or getattr(self, "_dag", None)
+        self._dag_folder: str | None = getattr(dag, "folder", None) if dag is not None else None
 
     @cached_property
     def hook(self) -> ManagedAgentsHook:
@@ -72,9 +76,19 @@ class ManagedAgentsBaseOperator(BaseOperator):
         ]:
             value = getattr(self, field)
             if isinstance(value, str) and value.endswith(extensions):
-                assert jinja_env.loader is not None
-                setattr(self, field, jinja_env.loader.get_source(jinja_env, value)[0])
+                setattr(self, field, self._read_beside_the_dag(jinja_env, value))
         super().render_template_fields(context, jinja_env)
+
+    def _read_beside_the_dag(self, jinja_env: jinja2.Environment, name: str) -> str:
+        import jinja2
+
+        assert jinja_env.loader is not None
+        try:
+            return jinja_env.loader.get_source(jinja_env, name)[0]
+        except jinja2.TemplateNotFound:
+            if self._dag_folder is None:
+                raise
+            return jinja2.FileSystemLoader(self._dag_folder).get_source(jinja_env, name)[0]
 
     def pre_execute(self, context: Context) -> None:
         """Before each start (and resumption): the links' URLs are not known yet."""

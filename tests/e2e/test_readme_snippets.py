@@ -65,8 +65,10 @@ def test_each_python_snippet_runs_as_written(
         dags = tmp_path / "dags"
         dags.mkdir()
         (dags / "readme_snippet.py").write_text(snippet.code)
+        # The connection the provisioning snippet's credential names (a secrets backend's job in production).
+        token = {"AIRFLOW_CONN_GITHUB_MCP_TOKEN": json.dumps({"conn_type": "generic", "password": "ghp_readme"})}
         for dag_id in ids:
-            result = run_dag(dag_id, dags_folder=dags)
+            result = run_dag(dag_id, dags_folder=dags, env=token)
             assert result.returncode == 0 and result.state == "success", result
             assert result.task_states and set(result.task_states.values()) == {"success"}, result
     elif "def test_" in snippet.code:
