@@ -43,6 +43,17 @@ CONN_FIELDS: dict[str, Any] = {
         "description": "Retries of transient failures (429, 5xx, 529, connection errors).",
         "schema": {"type": ["integer", "null"], "default": 2, "minimum": 0},
     },
+    "reads_per_minute": {
+        "label": "Reads a minute (cap)",
+        "description": "Space this process's GET requests on the connection to at most this many a minute. "
+        "Empty: no cap (a 429 still pauses every read of the process until its retry-after).",
+        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+    },
+    "writes_per_minute": {
+        "label": "Writes a minute (cap)",
+        "description": "The same for every other request (creates, updates, runs, actions).",
+        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+    },
     "console_url": {
         "label": "Console base URL",
         "description": "Base of the operators' extra link to the deployment.",

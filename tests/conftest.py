@@ -23,3 +23,15 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 # Never let a developer's real key leak into a test run.
 os.environ.pop("ANTHROPIC_API_KEY", None)
 os.environ.pop("ANTHROPIC_BASE_URL", None)
+
+
+import pytest  # noqa: E402 - after the environment Airflow reads on import
+
+
+@pytest.fixture(autouse=True)
+def fresh_request_budgets() -> None:
+    """Each test meets the API afresh: a 429 an earlier test heard in this process (the budgets
+    are process-wide, as in a worker or triggerer) does not pause it."""
+    from airflow_provider_managed_agents.hooks.budget import forget_budgets
+
+    forget_budgets()

@@ -30,6 +30,7 @@ from airflow_provider_managed_agents.exceptions import (
     ManagedAgentsValidationError,
 )
 from airflow_provider_managed_agents.get_provider_info import CONN_TYPE, DEFAULT_CONN_ID
+from airflow_provider_managed_agents.hooks.budget import RequestBudget, budget_for, request_class
 from airflow_provider_managed_agents.hooks.loop_pool import loop_pool
 from airflow_provider_managed_agents.hooks.wire import (
     DEFAULT_BASE_URL,
@@ -173,7 +174,24 @@ def settings_from_connection(conn: Connection, extra: Mapping[str, Any] | None =
         timeout=float(_blank_as(extra.get("timeout"), DEFAULT_TIMEOUT_SECONDS)),
         max_retries=int(_blank_as(extra.get("max_retries"), DEFAULT_MAX_RETRIES)),
         console_url=str(extra.get("console_url") or DEFAULT_CONSOLE_URL),
+        reads_per_minute=_cap(conn.conn_id, extra, "reads_per_minute"),
+        writes_per_minute=_cap(conn.conn_id, extra, "writes_per_minute"),
     )
+
+
+def _cap(conn_id: str, extra: Mapping[str, Any], field: str) -> float | None:
+    """A requests-a-minute cap from the extras: empty for none, else a number above 0."""
+    value = _blank_as(extra.get(field), None)
+    if value is None:
+        return None
+    try:
+        cap = float(value)
+    except (TypeError, ValueError):
+        cap = 0.0
+    if cap <= 0:
+        problem = f"must be a number of requests a minute above 0, not {value!r}"
+        raise ManagedAgentsValidationError(f"connection {conn_id!r}", [(f"extra.{field}", problem)])
+    return cap
 
 
 def _holding(items: Iterator[ResourceT], key: str) -> ResourceT | None:
@@ -312,17 +330,29 @@ class ManagedAgentsHook(BaseHook):
             self.client.close()
             del self.__dict__["client"]
 
+    def _budget(self, settings: Settings) -> RequestBudget:
+        """This process's request budget for the connection, with the connection's caps."""
+        budget = budget_for(self.managed_agents_conn_id)
+        budget.configure(settings.reads_per_minute, settings.writes_per_minute)
+        return budget
+
     def _call(self, call: Call[ModelT], reconcile: Callable[[], ModelT | None] | None = None) -> ModelT:
         """Send ``call``, retrying transient failures. For a non-idempotent call, ``reconcile``
         looks for what a failed attempt may have made; it is adopted instead of sending again."""
         attempts = Attempts(call, self.settings.max_retries, reconcilable=reconcile is not None)
+        budget, klass = self._budget(self.settings), request_class(call.method)
+        slept_until: float | None = None
         while True:
             outcome: httpx.Response | httpx.TransportError
             try:
+                for pause in budget.turns(klass, slept_until):
+                    self._sleep(pause)
                 outcome = self.client.send(call.build(self.client))
             except httpx.TransportError as exc:
                 outcome = exc
             delay = attempts.record(outcome)
+            if isinstance(outcome, httpx.Response):
+                budget.heard(klass, outcome, delay or 0.0)
             if delay is None:
                 return attempts.result()
             if reconcile is not None and attempts.may_have_landed:
@@ -330,22 +360,31 @@ class ManagedAgentsHook(BaseHook):
                 found = reconcile()
                 if found is not None:
                     return found
+            slept_until = budget.after(delay)
             self._sleep(delay)
 
     async def _acall(self, call: Call[ModelT]) -> ModelT:
         settings = await self.asettings()
         attempts = Attempts(call, settings.max_retries)
         pool = loop_pool()
+        klass = request_class(call.method)
+        slept_until: float | None = None
         while True:
+            budget = self._budget(settings)
             outcome: httpx.Response | httpx.TransportError
             try:
+                for pause in budget.turns(klass, slept_until):
+                    await self._asleep(pause)
                 async with pool.request_slot(self.managed_agents_conn_id, settings) as client:
                     outcome = await client.send(call.build(client))
             except httpx.TransportError as exc:
                 outcome = exc
             delay = attempts.record(outcome)
+            if isinstance(outcome, httpx.Response):
+                budget.heard(klass, outcome, delay or 0.0)
             if delay is None:
                 return attempts.result()
+            slept_until = budget.after(delay)
             await self._asleep(delay)
             settings = await self.asettings()
 
@@ -712,6 +751,15 @@ class ManagedAgentsHook(BaseHook):
         """
         first = _coerce(SessionListFilters, filters, "list_sessions filters")
         return self._paginate(first, self._list_sessions_call)
+
+    def alist_sessions(self, **filters: Any) -> AsyncIterator[Session]:
+        """:meth:`list_sessions` with the async client.
+
+        :param filters: as :meth:`list_sessions`.
+        :return: a lazy async iterator of sessions.
+        """
+        first = _coerce(SessionListFilters, filters, "list_sessions filters")
+        return self._apaginate(first, self._list_sessions_call)
 
     def list_sessions_page(self, **filters: Any) -> SessionPage:
         """One page of sessions: a single request.

@@ -75,6 +75,10 @@ class Settings:
     timeout: float = DEFAULT_TIMEOUT_SECONDS
     max_retries: int = DEFAULT_MAX_RETRIES
     console_url: str = DEFAULT_CONSOLE_URL
+    # Client-side caps (requests a minute) of this process's requests on the connection, by
+    # class: see hooks/budget.py. None: no cap (429s are still honoured by every request).
+    reads_per_minute: float | None = None
+    writes_per_minute: float | None = None
 
     def headers(self) -> dict[str, str]:
         betas = [b for b in dict.fromkeys(self.betas) if b and b != MANAGED_AGENTS_BETA]
@@ -152,6 +156,9 @@ MAX_BACKOFF_SECONDS = 8.0
 # The SDK sleeps for any retry-after, however long; a worker slot should not. Longer waits
 # surface as an error and Airflow's own task retries take over.
 MAX_RETRY_AFTER_SECONDS = 60.0
+# A 429 says the request was refused unprocessed: riding out the rate limit is not the transient
+# trouble max_retries budgets for. These many 429s per call are waited through on top of it.
+RATE_LIMITED_RETRIES = 4
 
 # Transport errors raised before a single byte of the request could reach the server.
 _UNSENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
@@ -200,10 +207,16 @@ def _should_retry_header(response: httpx.Response) -> bool | None:
 
 def longest_call(settings: Settings) -> float:
     """Seconds one call can take, every retry and every wait between them included (a server's
-    ``retry-after`` up to :data:`MAX_RETRY_AFTER_SECONDS`): how long after its start a write can
-    still land."""
-    attempts = settings.max_retries + 1
-    return settings.timeout * attempts + max(MAX_BACKOFF_SECONDS, MAX_RETRY_AFTER_SECONDS) * settings.max_retries
+    ``retry-after`` up to :data:`MAX_RETRY_AFTER_SECONDS`, the 429s ridden out, each attempt's
+    wait for its turn in the connection's budget): how long after its start a write can still
+    land."""
+    from airflow_provider_managed_agents.hooks.budget import MAX_BUDGET_WAIT_SECONDS
+
+    retries = settings.max_retries + RATE_LIMITED_RETRIES
+    attempts = retries + 1
+    return (settings.timeout + MAX_BUDGET_WAIT_SECONDS) * attempts + max(
+        MAX_BACKOFF_SECONDS, MAX_RETRY_AFTER_SECONDS
+    ) * retries
 
 
 def error_from_response(response: httpx.Response, call: Call[Any]) -> ManagedAgentsAPIError:
@@ -284,6 +297,7 @@ class Attempts(Generic[ModelT]):
     rng: random.Random | None = None
     reconcilable: bool = False
     retries_done: int = 0
+    rate_limited_retries: int = 0
     _last: httpx.Response | ManagedAgentsError | None = field(default=None, repr=False)
 
     def record(self, outcome: httpx.Response | httpx.TransportError) -> float | None:
@@ -301,10 +315,17 @@ class Attempts(Generic[ModelT]):
             if retry:
                 delay = retry_after_seconds(outcome.headers)
                 if delay is None:
-                    delay = backoff_seconds(self.retries_done, self.rng)
+                    delay = backoff_seconds(self.retries_done + self.rate_limited_retries, self.rng)
                 elif delay > MAX_RETRY_AFTER_SECONDS:
                     retry, delay = False, None
-        if delay is None or self.retries_done >= self.max_retries:
+        if delay is None:
+            return None
+        rate_limited = isinstance(outcome, httpx.Response) and outcome.status_code == 429
+        if rate_limited and self.rate_limited_retries < RATE_LIMITED_RETRIES:
+            self.rate_limited_retries += 1
+            log.warning("%s was rate limited (HTTP 429); sending again in %.2fs", self.call.label, delay)
+            return delay
+        if self.retries_done >= self.max_retries:
             return None
         self.retries_done += 1
         log.warning(
