@@ -113,11 +113,18 @@ Control endpoints (JSON, no auth), off the API's path space:
 ``POST /_emulator/agents/{id}/versions``              publish a new agent version (the latest, copied)
 ``POST /_emulator/organization`` ``{"disabled"}``     disable/enable the organization
 ``POST /_emulator/workspace`` ``{"archived"}``        archive/unarchive the workspace
-``POST /_emulator/rate_limit``                        ``{"sessions_per_minute": N | null}``
+``POST /_emulator/rate_limit``                        ``{"sessions_per_minute": N | null}`` (runs fail with
+                                                     ``session_rate_limited_error`` beyond it), and the
+                                                     organization's request limits ``{"reads_per_minute",
+                                                     "writes_per_minute": N | null, "burst"}``: token
+                                                     buckets on the emulator's clock (burst default: a
+                                                     minute's worth; writes: every method but GET),
+                                                     answered 429 with ``retry-after`` / ``retry-after-ms``
 ``POST /_emulator/deployments/{id}/next_run_error``   ``{"type", "message"?}``: the next run fails so
                                                      (any type string, also unknown ones)
 ``POST /_emulator/deployments/{id}/fire``             a scheduled fire now -> ``{"run", "deployment"}``
-``POST /_emulator/deployments/{id}/seed_runs``        ``{"count"}``: record that many manual runs at once
+``POST /_emulator/deployments/{id}/seed_runs``        ``{"count", "scripts"?}``: record that many manual runs
+                                                     at once (``scripts``: how their sessions play out)
 ``POST /_emulator/deployments/{id}/jitter``           ``{"seconds"}``: the delay of its scheduled fires
                                                      (0-60; default drawn from its id in
                                                      ``[0, max_jitter]``)
@@ -140,7 +147,8 @@ Control endpoints (JSON, no auth), off the API's path space:
                                                      500, 503, latency, drop, commit_then_drop;
                                                      endpoints like ``"POST /v1/deployments"`` or ``"*"``
 ``DELETE /_emulator/faults``                          stop injecting
-``GET /_emulator/requests``                           ``{"total", "by_endpoint", "faults"}``
+``GET /_emulator/requests``                           ``{"total", "by_endpoint", "faults", "rate_limited":
+                                                     {"reads", "writes"}}`` (429s the limits gave)
 ``DELETE /_emulator/requests``                        reset the counters
 ===================================================  =============================================
 """

@@ -24,6 +24,8 @@ from starlette.types import Message, Receive, Scope, Send
 from airflow_provider_managed_agents.emulator.faults import FaultPlan
 from airflow_provider_managed_agents.emulator.problems import ApiProblem, bad_request, not_found
 from airflow_provider_managed_agents.emulator.provisioning import public
+from airflow_provider_managed_agents.emulator.rate_limits import RateLimits
+from airflow_provider_managed_agents.emulator.sessions import SessionScript
 from airflow_provider_managed_agents.emulator.world import WORLD_KINDS, World
 from airflow_provider_managed_agents.exceptions import ManagedAgentsValidationError
 from airflow_provider_managed_agents.hooks.wire import MANAGED_AGENTS_BETA
@@ -130,6 +132,7 @@ class Emulator:
         self.faults = FaultPlan()
         self.requests: Counter[str] = Counter()
         self.faults_injected = 0
+        self.rate_limits = RateLimits(lambda: self.world.clock.now())
         self.app = _DatedByTheWorldClock(
             Starlette(
                 routes=self._routes(),
@@ -193,7 +196,10 @@ class Emulator:
             if fault is not None:
                 self.faults_injected += 1
             response: Response
-            if fault in ("429", "529", "500", "503"):
+            limited = self.rate_limits.admit(writes=request.method != "GET") if fault is None else None
+            if limited is not None:
+                response = _error(429, "rate_limit_error", "rate limited: the organization's limit is reached", limited)
+            elif fault in ("429", "529", "500", "503"):
                 response = self._fault_response(fault)
             elif fault == "drop":
                 await _cut(send)
@@ -420,9 +426,11 @@ class Emulator:
         return {"archived": self.world.workspace_archived}
 
     async def c_rate_limit(self, request: Request) -> Any:
-        limit = (await self._body(request)).get("sessions_per_minute")
-        self.world.sessions_per_minute = None if limit is None else int(limit)
-        return {"sessions_per_minute": self.world.sessions_per_minute}
+        body = await self._body(request)
+        if "sessions_per_minute" in body:
+            limit = body["sessions_per_minute"]
+            self.world.sessions_per_minute = None if limit is None else int(limit)
+        return {"sessions_per_minute": self.world.sessions_per_minute, **self.rate_limits.configure(body)}
 
     async def c_next_run_error(self, request: Request) -> Any:
         deployment = self.world.deployment(request.path_params["deployment_id"])
@@ -441,8 +449,9 @@ class Emulator:
         return self.world.set_session_script(None, await self._body(request), default=True)
 
     async def c_seed_runs(self, request: Request) -> Any:
-        count = int((await self._body(request)).get("count", 1))
-        return {"runs": self.world.seed_runs(request.path_params["deployment_id"], count)}
+        body = await self._body(request)
+        scripts = [SessionScript.from_json(s) for s in body.get("scripts") or []]
+        return {"runs": self.world.seed_runs(request.path_params["deployment_id"], int(body.get("count", 1)), scripts)}
 
     async def c_jitter(self, request: Request) -> Any:
         deployment_id = request.path_params["deployment_id"]
@@ -485,11 +494,13 @@ class Emulator:
             "total": sum(self.requests.values()),
             "by_endpoint": dict(self.requests),
             "faults": self.faults_injected,
+            "rate_limited": dict(self.rate_limits.limited),
         }
 
     async def c_clear_requests(self, request: Request) -> Any:
         self.requests.clear()
         self.faults_injected = 0
+        self.rate_limits.reset_counts()
         return {"total": 0}
 
     async def c_state(self, request: Request) -> Any:
@@ -500,6 +511,7 @@ class Emulator:
         self.faults = FaultPlan()
         self.requests.clear()
         self.faults_injected = 0
+        self.rate_limits = RateLimits(lambda: self.world.clock.now())
         return {"reset": True}
 
     # --- a stand-in for the Console, so that operators' extra links can be followed offline ---

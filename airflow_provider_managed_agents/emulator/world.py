@@ -516,10 +516,13 @@ class World:
             raise bad_request(f"the agent of deployment {deployment_id!r} is archived; the deployment was archived")
         return run
 
-    def seed_runs(self, deployment_id: str, count: int) -> int:
-        """Record ``count`` manual runs at once (for listing benchmarks and pagination tests)."""
+    def seed_runs(self, deployment_id: str, count: int, scripts: list[SessionScript] | None = None) -> int:
+        """Record ``count`` manual runs at once (for listing benchmarks and pagination tests);
+        ``scripts``: how the sessions they start play out, one each, in order."""
         deployment = self.deployment(deployment_id)
-        for _ in range(count):
+        for index in range(count):
+            if scripts and index < len(scripts):
+                self.sessions.next_scripts.append(scripts[index])
             self.attempt(deployment, {"type": "manual"})
         return len(self.runs_by_deployment[deployment_id])
 

@@ -65,6 +65,7 @@ class _ClassBudget:
     rate_limited: int = 0  # 429s heard
     waited: float = 0.0  # seconds requests spent waiting for their turn
     learned_interval: float = 0.0  # the pace a 429 showed
+    learned_from: float = 0.0  # requests sent from then on went at that pace
     learned_until: float = 0.0
 
     def interval(self, now: float) -> float:
@@ -147,20 +148,32 @@ class RequestBudget:
             delay = start - now
             return delay if delay > EPSILON_SECONDS else 0.0
 
-    def heard(self, klass: RequestClass, response: httpx.Response, fallback_seconds: float) -> None:
+    def heard(
+        self, klass: RequestClass, response: httpx.Response, fallback_seconds: float, sent_at: float | None = None
+    ) -> None:
         """Take a response's news: a 429 pauses the whole class for its ``retry-after`` (or
-        ``fallback_seconds``, the caller's own backoff, when it gives none)."""
+        ``fallback_seconds``, the caller's own backoff, when it gives none). ``sent_at``: when
+        the request went (this budget's time), to tell a 429 of a request that went at the
+        learnt pace (the pace is too fast) from one already in flight before it."""
         if response.status_code != 429:
             return
         from airflow_provider_managed_agents.hooks.wire import retry_after_seconds
 
         pause = retry_after_seconds(response.headers)
-        until = self.monotonic() + (fallback_seconds if pause is None else pause)
+        now = self.monotonic()
+        until = now + (fallback_seconds if pause is None else pause)
         with self._lock:
             budget = self._classes[klass]
             budget.rate_limited += 1
+            paced = now < budget.learned_until and sent_at is not None and sent_at >= budget.learned_from
+            if not (now < budget.learned_until):
+                budget.learned_interval, budget.learned_from = 0.0, until
+            # The pace a 429 shows is the wait for the limit's next token; a request sent at the
+            # learnt pace and refused all the same says the limit refills slower: double it.
+            shown = min(until - now, MAX_LEARNED_INTERVAL_SECONDS)
+            doubled = min(budget.learned_interval * 2, MAX_LEARNED_INTERVAL_SECONDS) if paced else 0.0
+            budget.learned_interval = max(budget.learned_interval, shown, doubled)
             budget.paused_until = max(budget.paused_until, until)
-            budget.learned_interval = min(max(until - self.monotonic(), 0.0), MAX_LEARNED_INTERVAL_SECONDS)
             budget.learned_until = budget.paused_until + LEARNED_PACE_SECONDS
             budget.theoretical_arrival = max(budget.theoretical_arrival, budget.paused_until)
 

@@ -347,12 +347,13 @@ class ManagedAgentsHook(BaseHook):
             try:
                 for pause in budget.turns(klass, slept_until):
                     self._sleep(pause)
+                sent_at = budget.monotonic()
                 outcome = self.client.send(call.build(self.client))
             except httpx.TransportError as exc:
                 outcome = exc
             delay = attempts.record(outcome)
             if isinstance(outcome, httpx.Response):
-                budget.heard(klass, outcome, delay or 0.0)
+                budget.heard(klass, outcome, delay or 0.0, sent_at)
             if delay is None:
                 return attempts.result()
             if reconcile is not None and attempts.may_have_landed:
@@ -376,12 +377,13 @@ class ManagedAgentsHook(BaseHook):
                 for pause in budget.turns(klass, slept_until):
                     await self._asleep(pause)
                 async with pool.request_slot(self.managed_agents_conn_id, settings) as client:
+                    sent_at = budget.monotonic()
                     outcome = await client.send(call.build(client))
             except httpx.TransportError as exc:
                 outcome = exc
             delay = attempts.record(outcome)
             if isinstance(outcome, httpx.Response):
-                budget.heard(klass, outcome, delay or 0.0)
+                budget.heard(klass, outcome, delay or 0.0, sent_at)
             if delay is None:
                 return attempts.result()
             slept_until = budget.after(delay)

@@ -80,6 +80,18 @@ def test_no_cap_no_wait_and_a_429_pauses_only_its_class() -> None:
     assert budget.status("write").rate_limited == 1 and budget.status("read").rate_limited == 0
 
 
+def test_the_pace_after_a_429_doubles_only_when_a_paced_request_is_refused_too() -> None:
+    time = FakeTime()
+    budget = RequestBudget(monotonic=time.monotonic)
+    sent = time.now
+    for _ in range(5):  # five requests in flight when the limit was met: one pace, not five doublings
+        budget.heard("read", rate_limited(0.1), fallback_seconds=1, sent_at=sent)
+    assert [drain(budget, "read", time) for _ in range(3)] == [pytest.approx(0.1)] * 3
+    budget.heard("read", rate_limited(0.1), fallback_seconds=1, sent_at=time.now)  # sent at that pace
+    assert drain(budget, "read", time) == pytest.approx(0.1)  # the pause
+    assert drain(budget, "read", time) == pytest.approx(0.2)  # then twice the pace
+
+
 def test_a_429_without_retry_after_pauses_for_the_callers_backoff() -> None:
     time = FakeTime()
     budget = RequestBudget(monotonic=time.monotonic)
