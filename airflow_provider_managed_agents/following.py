@@ -127,6 +127,7 @@ class SessionFollower:
         *,
         run_id: str | None = None,
         deployment_id: str | None = None,
+        created_after: datetime | None = None,
     ) -> ManagedAgentsSessionTrigger:
         from airflow_provider_managed_agents.compat import triggers_hear_kills
         from airflow_provider_managed_agents.triggers.sessions import ManagedAgentsSessionTrigger
@@ -154,6 +155,7 @@ class SessionFollower:
             limit=limit.which,
             on_kill_session=self.on_kill_session,
             not_before=first_look.isoformat(),
+            created_after=created_after.isoformat() if created_after is not None else None,
             run_id=run_id,
             deployment_id=deployment_id,
         )

@@ -7,7 +7,7 @@ On the DAG-parse path: imports only ``airflow.sdk`` and light modules at module 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperatorLink
@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
     from airflow_provider_managed_agents.models.runs import DeploymentRun
     from airflow_provider_managed_agents.operators.run_journal import RunAttempt, RunJournal
+
+
+# A run's session is made with it: the triggerer lists working sessions from this long before the run.
+SESSION_CREATION_SLACK = timedelta(minutes=1)
 
 
 class ManagedAgentsRunDeploymentOperator(SessionFollower, ManagedAgentsBaseOperator):
@@ -78,7 +82,6 @@ class ManagedAgentsRunDeploymentOperator(SessionFollower, ManagedAgentsBaseOpera
 
     def execute(self, context: Context) -> str:
         import dataclasses
-        from datetime import timedelta
 
         from airflow_provider_managed_agents.exceptions import exception_for_run
         from airflow_provider_managed_agents.models.params import checked_id
@@ -110,7 +113,12 @@ class ManagedAgentsRunDeploymentOperator(SessionFollower, ManagedAgentsBaseOpera
         if self.deferrable:
             self.defer(
                 trigger=self._session_trigger(
-                    run.session_id, limit, first_look, run_id=run.id, deployment_id=run.deployment_id
+                    run.session_id,
+                    limit,
+                    first_look,
+                    run_id=run.id,
+                    deployment_id=run.deployment_id,
+                    created_after=run.created_at - SESSION_CREATION_SLACK,
                 ),
                 method_name="execute_complete",
                 timeout=clock.deferral_timeout(limit.deadline),

@@ -174,7 +174,9 @@ class ManagedAgentsSensorBase(SessionFollower, BaseSensorOperator):
             return run_id or session_id
         self._publish_session_url(context, session_id)
         self.defer(
-            trigger=self._session_trigger(session_id, TimeLimit(deadline, self.timeout), pace.due(), run_id=run_id),
+            trigger=self._session_trigger(
+                session_id, TimeLimit(deadline, self.timeout), pace.due(), run_id=run_id, created_after=_created(pace)
+            ),
             method_name="session_complete",
             timeout=clock.deferral_timeout(deadline),
         )
@@ -200,3 +202,11 @@ class ManagedAgentsSensorBase(SessionFollower, BaseSensorOperator):
         self._give_up_on_session()
         if "hook" in self.__dict__:
             self.hook.close()
+
+
+def _created(pace: Any) -> datetime | None:
+    """When the session the pace's last look saw was created (bounds the triggerer's list)."""
+    from airflow_provider_managed_agents.models.base import parse_timestamp
+
+    facts = pace.last.facts if pace.last is not None else None
+    return parse_timestamp(facts.created_at) if facts is not None and facts.created_at else None

@@ -1,17 +1,18 @@
 """ManagedAgentsSessionTrigger: follow a session to its end in the triggerer.
 
-One request per ``poll_interval`` while the session runs; its status events only when the
-status says the turn may be over (:func:`~airflow_provider_managed_agents.waiting.sessions.alook`),
-driven by the one look loop (:mod:`airflow_provider_managed_agents.waiting.loop`). Ends with one
-:class:`~airflow_provider_managed_agents.waiting.events.SessionWaitEvent` the worker judges
-again with the same decision: the session's facts, an error no retry fixes, or a timeout at its
-own deadline. A task that gives up on the session (its deadline, or, where Airflow has it
+The triggerer's session waits on one connection share one sessions feed
+(:mod:`~airflow_provider_managed_agents.triggers.sessions_feed`): one list of the working
+sessions per poll for all of them, and a session's own look (at most 2 requests) only once it is
+not working. Ends with one :class:`~airflow_provider_managed_agents.waiting.events.SessionWaitEvent`
+the worker judges again with the same decision: the session's facts, an error no retry fixes, or
+a timeout at its own deadline. A task that gives up on the session (its deadline, or, where Airflow has it
 (3.3+), a kill while deferred) applies ``on_kill_session``; a triggerer restart never does.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -29,8 +30,7 @@ from airflow_provider_managed_agents.waiting.events import (
     TimedOut,
     encode,
 )
-from airflow_provider_managed_agents.waiting.loop import Pace, afollow
-from airflow_provider_managed_agents.waiting.sessions import SessionVerdict, SessionWait, alook
+from airflow_provider_managed_agents.waiting.sessions import SessionWait
 
 
 class ManagedAgentsSessionTrigger(BaseTrigger):
@@ -46,6 +46,8 @@ class ManagedAgentsSessionTrigger(BaseTrigger):
         ``none`` (at the deadline; on a kill where Airflow >= 3.3 calls the trigger's
         ``on_kill``: older versions cannot tell a kill from a triggerer restart).
     :param not_before: ISO time of the first look (the deferring task has just looked).
+    :param created_after: ISO time before which the session was not created (bounds the feed's
+        list of working sessions; without it the session's first look tells).
     :param run_id: the run whose session a run task follows, handed back in the event.
     :param deployment_id: that run's deployment, handed back in the event.
     :param carry: the run and deployment ids as a trigger of provider 0.1 kept them (read only).
@@ -62,6 +64,7 @@ class ManagedAgentsSessionTrigger(BaseTrigger):
         limit: str = "timeout",
         on_kill_session: str = "none",
         not_before: str | None = None,
+        created_after: str | None = None,
         run_id: str | None = None,
         deployment_id: str | None = None,
         carry: dict[str, Any] | None = None,
@@ -76,6 +79,7 @@ class ManagedAgentsSessionTrigger(BaseTrigger):
         self.limit = limit
         self.on_kill_session = on_kill_session
         self.not_before = not_before
+        self.created_after = created_after
         self.run_id = run_id or carry.get("run_id")
         self.deployment_id = deployment_id or carry.get("deployment_id")
 
@@ -91,24 +95,27 @@ class ManagedAgentsSessionTrigger(BaseTrigger):
                 "limit": self.limit,
                 "on_kill_session": self.on_kill_session,
                 "not_before": self.not_before,
+                "created_after": self.created_after,
                 "run_id": self.run_id,
                 "deployment_id": self.deployment_id,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_managed_agents.triggers.sessions_feed import sessions_feed
+
         hook = ManagedAgentsHook(managed_agents_conn_id=self.managed_agents_conn_id)
         wait = SessionWait(self.session_id, self.poll_interval)
-        pace: Pace[SessionVerdict] = Pace(
-            wait,
-            parse_timestamp(self.not_before) if self.not_before else clock.now(),
-            parse_timestamp(self.deadline) if self.deadline else None,
-            self.timeout or 0.0,
-        )
         ending: SessionDecided | Failed | TimedOut
         stopped = None
         try:
-            verdict = await afollow(pace, lambda now, final: alook(wait, hook, now))
+            verdict = await sessions_feed(self.managed_agents_conn_id).wait_for(
+                wait,
+                deadline=_moment(self.deadline),
+                timeout=self.timeout or 0.0,
+                not_before=_moment(self.not_before) or clock.now(),
+                created_after=_moment(self.created_after),
+            )
         except (ManagedAgentsError, AirflowNotFoundException) as exc:  # the worker raises it as its own class
             ending = Failed(exc)
         else:
@@ -137,3 +144,7 @@ class ManagedAgentsSessionTrigger(BaseTrigger):
     async def on_kill(self) -> None:
         """The task was killed while deferred (Airflow >= 3.3): stop the session it started."""
         await self._give_up(ManagedAgentsHook(managed_agents_conn_id=self.managed_agents_conn_id))
+
+
+def _moment(iso: str | None) -> datetime | None:
+    return parse_timestamp(iso) if iso else None

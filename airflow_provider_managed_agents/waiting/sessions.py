@@ -55,6 +55,7 @@ class SessionFacts:
     ran_before_idle: bool = False
     interrupted: bool = False  # a user.interrupt after the newest status_running
     error: dict[str, Any] | None = None  # the newest session.error's error
+    created_at: str | None = None  # ISO; bounds the sessions feed's list
 
     @classmethod
     def of(cls, session: Session, newest_first: list[SessionEvent] | None = None) -> SessionFacts:
@@ -89,6 +90,7 @@ class SessionFacts:
             ran_before_idle=idle_at is not None and running_at is not None and running_at > idle_at,
             interrupted=interrupt_at is not None and (running_at is None or interrupt_at < running_at),
             error=error.error.model_dump(mode="json") if error is not None else None,
+            created_at=session.created_at.isoformat(),
         )
 
     def to_dict(self) -> dict[str, Any]:
