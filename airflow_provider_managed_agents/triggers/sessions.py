@@ -30,7 +30,8 @@ from airflow_provider_managed_agents.waiting.events import (
     TimedOut,
     encode,
 )
-from airflow_provider_managed_agents.waiting.sessions import SessionWait
+from airflow_provider_managed_agents.waiting.loop import Pace, afollow
+from airflow_provider_managed_agents.waiting.sessions import SessionVerdict, SessionWait, alook
 
 
 class ManagedAgentsSessionTrigger(BaseTrigger):
@@ -148,3 +149,16 @@ class ManagedAgentsSessionTrigger(BaseTrigger):
 
 def _moment(iso: str | None) -> datetime | None:
     return parse_timestamp(iso) if iso else None
+
+
+async def follow_session_alone(
+    wait: SessionWait,
+    hook: ManagedAgentsHook,
+    deadline: datetime | None,
+    timeout: float,
+    not_before: datetime | None,
+) -> SessionVerdict:
+    """One session wait with reads of its own every poll (the sessions feed's baseline in the
+    benchmarks). Raises an error no retry fixes."""
+    pace: Pace[SessionVerdict] = Pace(wait, not_before or clock.now(), deadline, timeout)
+    return await afollow(pace, lambda now, final: alook(wait, hook, now))

@@ -54,6 +54,11 @@ SESSIONS_PAGE = 1000
 # the oldest followed session's creation.
 CREATION_SLACK = timedelta(seconds=60)
 DEFAULT_POLL_SECONDS = 60.0
+# A cycle starts up to this much before its waits' next look: as long as the longest of the last
+# few cycles took (one that meets many endings takes longer), so that a session's end reaches its
+# wait within one poll interval, not one interval plus a cycle.
+MAX_READ_LEAD = timedelta(seconds=1)
+LEAD_MEMORY = 8
 
 
 @dataclass(eq=False)
@@ -74,6 +79,11 @@ class _Follow:
 
     def due(self) -> datetime:
         return min(self.next_look, self.deadline) if self.deadline is not None else self.next_look
+
+    def due_by(self, now: datetime, lead: timedelta) -> bool:
+        """Whether a cycle at ``now`` looks for this wait: its next look is within ``lead`` (a
+        read started that early ends about on time), or its deadline has come."""
+        return self.next_look <= now + lead or (self.deadline is not None and now >= self.deadline)
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,7 @@ class SessionsFeed:
     _own_looks: int = 0
     _failed_cycles: int = 0
     _task: asyncio.Task[None] | None = None
+    _cycle_times: list[timedelta] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._pace: Pace[SessionVerdict] = Pace(self, clock.now(), fatal=lambda exc: False, progress=False)
@@ -181,7 +192,7 @@ class SessionsFeed:
         live = [f for f in self._follows if f.live]
         if not live:
             return SessionVerdict("success", reason="no wait left")
-        due = [f for f in live if f.due() <= now]
+        due = [f for f in live if f.due_by(now, self._lead())]
         try:
             if due:
                 await self._cycle(due, now)
@@ -190,6 +201,8 @@ class SessionsFeed:
             raise
         else:
             self._failed_cycles = 0
+            if due:
+                self._cycle_times = [*self._cycle_times[-(LEAD_MEMORY - 1) :], max(clock.now() - now, timedelta(0))]
         finally:
             for entry in due:
                 if entry.live and entry.deadline is not None and now >= entry.deadline:
@@ -259,9 +272,18 @@ class SessionsFeed:
                 entry.last = verdict
                 entry.next_look = now + timedelta(seconds=entry.wait.poll_interval)
 
+    def _lead(self) -> timedelta:
+        return min(max(self._cycle_times, default=timedelta(0)), MAX_READ_LEAD)
+
     def _next_cycle_time(self, now: datetime) -> datetime:
-        moments = [f.due() for f in self._follows if f.live]
-        return max(min(moments, default=now + timedelta(seconds=DEFAULT_POLL_SECONDS)), now)
+        """The earliest next look of any wait, started early by the lead; or a deadline."""
+        moments, lead = [now + timedelta(seconds=DEFAULT_POLL_SECONDS)], self._lead()
+        for entry in self._follows:
+            if entry.live:
+                moments.append(entry.next_look - lead)
+                if entry.deadline is not None:
+                    moments.append(entry.deadline)
+        return max(min(moments), now)
 
     def close(self) -> None:
         if self._task is not None:
