@@ -116,13 +116,8 @@ class RequestBudget:
         slept (a retry's delay), so what it waited for is not waited for again."""
         now = max(self.monotonic(), at_least or 0.0)
         started = now
-        delay = self._reserve(klass, now)
+        delay = self._reserve(klass, now, started)
         while delay > 0:
-            if now + delay - started > MAX_BUDGET_WAIT_SECONDS:
-                raise BudgetWaitTooLong(
-                    f"the connection's {klass} budget has no turn within {MAX_BUDGET_WAIT_SECONDS:g} s "
-                    f"(paused by the API's rate limit, or capped): not sent"
-                )
             yield delay
             now = max(self.monotonic(), now + delay)
             with self._lock:
@@ -130,20 +125,28 @@ class RequestBudget:
                 budget.waited += delay
                 paused = budget.paused_until - now > EPSILON_SECONDS
             # A 429 was heard meanwhile: this turn is void, the next one comes after the pause.
-            delay = self._reserve(klass, now) if paused else 0.0
+            delay = self._reserve(klass, now, started) if paused else 0.0
 
     def after(self, seconds: float) -> float:
         """The budget's time ``seconds`` from now: what a caller about to sleep that long passes
         as ``at_least`` to its next :meth:`turns`."""
         return self.monotonic() + seconds
 
-    def _reserve(self, klass: RequestClass, now: float) -> float:
+    def _reserve(self, klass: RequestClass, now: float, started: float) -> float:
+        """Take the class's next turn: seconds from ``now`` until it. A turn further than the
+        wait limit from ``started`` is not taken (the request is not sent)."""
         with self._lock:
             budget = self._classes[klass]
             start = max(now, budget.paused_until)
             interval = budget.interval(start)
             if interval:
                 start = max(start, budget.theoretical_arrival - budget.tolerance(start))
+            if start - started > MAX_BUDGET_WAIT_SECONDS:
+                raise BudgetWaitTooLong(
+                    f"the connection's {klass} budget has no turn within {MAX_BUDGET_WAIT_SECONDS:g} s "
+                    f"(paused by the API's rate limit, or capped): not sent"
+                )
+            if interval:
                 budget.theoretical_arrival = max(budget.theoretical_arrival, start) + interval
             delay = start - now
             return delay if delay > EPSILON_SECONDS else 0.0

@@ -22,6 +22,7 @@ import pendulum
 from fakes import FakeTI
 from fakes import context as fake_context
 
+from airflow_provider_managed_agents.hooks.budget import budget_for
 from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
 from airflow_provider_managed_agents.operators.deployments import (
     ManagedAgentsCreateDeploymentOperator,
@@ -52,6 +53,8 @@ class CampaignResult:
     feed_waits: int = 0
     feed_lost: list[str] = field(default_factory=list)
     feed_wrong: int = 0
+    session_feed_waits: int = 0
+    session_feed_wrong: list[tuple[str, str, str]] = field(default_factory=list)
 
     def table(self) -> str:
         rows = [
@@ -67,9 +70,33 @@ class CampaignResult:
             ("deferred waits through the runs feed", self.feed_waits),
             ("feed waits never resolved", len(self.feed_lost)),
             ("feed waits with a wrong verdict", self.feed_wrong),
+            ("deferred session waits through the sessions feed", self.session_feed_waits),
+            ("session feed waits with a wrong verdict", len(self.session_feed_wrong)),
             ("wall time (s)", f"{self.seconds:.1f}"),
         ]
         return "\n".join(f"| {name:<36} | {value:>8} |" for name, value in rows)
+
+
+class ShortenedTime:
+    """Sleeps of a fiftieth (at most 20 ms) that count as slept in full: a monotonic clock that
+    runs ahead by what each sleep skipped."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.ahead
+
+    def _skip(self, seconds: float) -> float:
+        real = min(max(seconds, 0.0), 1.0) / 50
+        self.ahead += max(seconds, 0.0) - real
+        return real
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(self._skip(seconds))
+
+    async def asleep(self, seconds: float) -> None:
+        await asyncio.sleep(self._skip(seconds))
 
 
 def control(base_url: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -83,12 +110,12 @@ def run_campaign(emulator: Any, cycles: int, *, fault_rate: float = 0.3, seed: i
     hook = ManagedAgentsHook()
     # Retry budget for a 30 % fault rate: P(9 faults in a row) = 2e-5 per request.
     hook._settings = dataclasses.replace(hook.settings, max_retries=8, timeout=10.0)
-    hook._sleep = lambda seconds: time.sleep(min(seconds, 1.0) / 50)  # type: ignore[method-assign]
-
-    async def shortened(seconds: float) -> None:
-        await asyncio.sleep(min(seconds, 1.0) / 50)
-
-    hook._asleep = shortened  # type: ignore[method-assign]
+    clock = ShortenedTime()
+    hook._sleep = clock.sleep  # type: ignore[method-assign]
+    hook._asleep = clock.asleep  # type: ignore[method-assign]
+    # The connection's request budget (a 429's pause, the pace after it) keeps the same time as
+    # the shortened sleeps: what a request waited for counts in full.
+    budget_for(hook.managed_agents_conn_id).monotonic = clock.monotonic
     control(
         base_url,
         "POST",
@@ -105,19 +132,22 @@ def run_campaign(emulator: Any, cycles: int, *, fault_rate: float = 0.3, seed: i
     started = time.monotonic()
     result = CampaignResult(cycles=cycles, seconds=0.0)
     sensed: dict[str, str] = {}
+    followed: dict[str, str] = {}  # session id -> the verdict the run operator reached
     try:
         for cycle in range(cycles):
             script, expected = SESSION_ENDINGS[cycle % len(SESSION_ENDINGS)]
             try:
-                sensed[f"cycle-{cycle}"], verdict = one_cycle(hook, cycle, base_url, script)
+                sensed[f"cycle-{cycle}"], verdict, session_id = one_cycle(hook, cycle, base_url, script)
             except Exception as exc:  # recorded and asserted on: none may happen
                 result.failed_cycles.append((cycle, f"{type(exc).__name__}: {exc}"))
                 continue
             result.sessions_followed += 1
+            followed[session_id] = verdict
             if verdict != expected:
                 result.wrong_verdicts.append((cycle, expected, verdict))
         audit(base_url, result, sensed)  # before the feed's waits add a second manual run to each
         feed_campaign(hook, base_url, list(sensed), result)
+        session_feed_campaign(hook, followed, result)
     finally:
         control(base_url, "DELETE", "faults")
     result.seconds = time.monotonic() - started
@@ -160,6 +190,38 @@ def feed_campaign(hook: ManagedAgentsHook, base_url: str, markers: list[str], re
             result.feed_wrong += 1
 
 
+def session_feed_campaign(hook: ManagedAgentsHook, followed: dict[str, str], result: CampaignResult) -> None:
+    """Deferred waits on every cycle's session, all through one sessions feed, under the same
+    faults: each must end as the run operator's own follow ended."""
+    from airflow_provider_managed_agents.triggers.sessions_feed import sessions_feed
+    from airflow_provider_managed_agents.waiting.sessions import SessionWait
+
+    async def scenario() -> list[Any]:
+        feed = sessions_feed(hook.managed_agents_conn_id)
+        feed.hook = hook  # the campaign's hook: its retry budget and shortened sleeps
+        since = pendulum.now("UTC").subtract(hours=1)
+        return list(
+            await asyncio.gather(
+                *(
+                    feed.wait_for(
+                        SessionWait(session_id, 0.1),
+                        deadline=pendulum.now("UTC").add(minutes=5),
+                        timeout=300,
+                        created_after=since,
+                    )
+                    for session_id in followed
+                )
+            )
+        )
+
+    verdicts = asyncio.run(scenario())
+    result.session_feed_waits = len(verdicts)
+    for (session_id, expected), verdict in zip(followed.items(), verdicts, strict=True):
+        reached = "success" if verdict.status == "success" else type(verdict.error).__name__
+        if reached != expected:
+            result.session_feed_wrong.append((session_id, expected, reached))
+
+
 # (the session's script, the verdict the run operator must reach: "success" or the error class)
 SESSION_ENDINGS: list[tuple[dict[str, Any], str]] = [
     ({}, "success"),
@@ -175,8 +237,9 @@ OUTCOME = {"type": "user.define_outcome", "description": "d", "rubric": {"type":
 MESSAGE = {"type": "user.message", "content": [{"type": "text", "text": "reliability cycle"}]}
 
 
-def one_cycle(hook: ManagedAgentsHook, cycle: int, base_url: str, script: dict[str, Any]) -> tuple[str, str]:
-    """One create -> run -> follow -> sense cycle; the run id and the session verdict reached."""
+def one_cycle(hook: ManagedAgentsHook, cycle: int, base_url: str, script: dict[str, Any]) -> tuple[str, str, str]:
+    """One create -> run -> follow -> sense cycle; the run id, the session verdict reached and
+    the session."""
     from airflow_provider_managed_agents.exceptions import SessionError
 
     ti = CampaignTI(cycle)
@@ -213,7 +276,7 @@ def one_cycle(hook: ManagedAgentsHook, cycle: int, base_url: str, script: dict[s
         run_id, verdict = ti.xcom["deployment_run"]["id"], type(ending).__name__
     sensed = look(RunWait(deployment_run_id=run_id), hook, LookState(), pendulum.now("UTC"))
     assert sensed.status == "success", sensed.reason
-    return run_id, verdict
+    return run_id, verdict, ti.xcom["session_id"]
 
 
 def audit(base_url: str, result: CampaignResult, sensed: dict[str, str]) -> None:

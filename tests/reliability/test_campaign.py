@@ -30,3 +30,4 @@ def test_fault_campaign_creates_and_runs_exactly_once(
     assert result.sessions_followed == CYCLES
     assert result.wrong_verdicts == []
     assert result.feed_waits == CYCLES and result.feed_lost == [] and result.feed_wrong == 0
+    assert result.session_feed_waits == CYCLES and result.session_feed_wrong == []

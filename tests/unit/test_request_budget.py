@@ -144,6 +144,19 @@ def test_nothing_waits_past_the_limit_and_such_a_request_is_never_sent() -> None
     assert time.slept == []
 
 
+def test_a_turn_refused_for_being_too_far_takes_no_slot() -> None:
+    time = FakeTime()
+    budget = RequestBudget(monotonic=time.monotonic)
+    budget.configure(reads_per_minute=60, writes_per_minute=None)
+    queued = [next(budget.turns("read"), 0.0) for _ in range(10 + 90)]  # the burst, then 90 s of queue
+    assert queued[-1] == pytest.approx(90.0)
+    for _ in range(5):  # refused, again and again: the queue does not grow
+        with pytest.raises(BudgetWaitTooLong):
+            next(budget.turns("read"))
+    time.sleep(1.0)
+    assert next(budget.turns("read")) == pytest.approx(90.0)
+
+
 def test_a_caller_that_just_slept_a_retry_delay_does_not_wait_for_it_again() -> None:
     time = FakeTime()
     budget = RequestBudget(monotonic=time.monotonic)
