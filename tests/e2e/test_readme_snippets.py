@@ -90,26 +90,44 @@ def test_each_python_snippet_runs_as_written(
 
 
 def test_the_connection_commands_make_the_connection_the_operators_use(airflow_db: Path) -> None:
-    (commands,) = [s for s in snippets("bash") if "airflow connections add" in s.code]
-    add = next(line for line in commands.code.splitlines() if line.startswith("airflow connections add"))
-    export = next(line for line in commands.code.splitlines() if line.startswith("export AIRFLOW_CONN_"))
+    blocks = [s for s in snippets("bash") if "airflow connections add" in s.code]
+    assert blocks
     env = {**os.environ, "ANTHROPIC_API_KEY": "sk-ant-readme-test"}
     env.pop("AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT", None)
+    export = None
+    for block in blocks:
+        lines = block.code.replace("\\\n", " ").splitlines()  # continuation lines joined
+        add = next(line for line in lines if line.startswith("airflow connections add"))
+        export = export or next((line for line in lines if line.startswith("export AIRFLOW_CONN_")), None)
+        subprocess.run(
+            [str(BIN / "airflow"), "connections", "delete", "managed_agents_default"], env=env, capture_output=True
+        )
+        subprocess.run(["bash", "-c", add.replace("airflow ", f"{BIN / 'airflow'} ", 1)], env=env, check=True)
+        shown = subprocess.run(
+            [str(BIN / "airflow"), "connections", "get", "managed_agents_default", "-o", "json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        stored = json.loads(shown.stdout)[0]
+        assert stored["conn_type"] == "managed_agents"
+        if "--conn-extra" in add:  # the extras the README shows are read by the hook as it says
+            from airflow.models.connection import Connection
+
+            from airflow_provider_managed_agents.hooks.managed_agents import settings_from_connection
+
+            extra = stored["extra_dejson"]
+            conn = Connection(conn_id="c", conn_type="managed_agents", password="k", extra=json.dumps(extra))
+            settings = settings_from_connection(conn)
+            shown_in_readme = json.loads(add.split("--conn-extra", 1)[1].strip().strip("'"))
+            assert (settings.reads_per_minute, settings.writes_per_minute) == (
+                shown_in_readme["reads_per_minute"],
+                shown_in_readme["writes_per_minute"],
+            )
     subprocess.run(
         [str(BIN / "airflow"), "connections", "delete", "managed_agents_default"], env=env, capture_output=True
     )
-    subprocess.run(["bash", "-c", add.replace("airflow ", f"{BIN / 'airflow'} ", 1)], env=env, check=True)
-    shown = subprocess.run(
-        [str(BIN / "airflow"), "connections", "get", "managed_agents_default", "-o", "json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    stored = json.loads(shown.stdout)[0]
-    assert stored["conn_type"] == "managed_agents"
-    subprocess.run(
-        [str(BIN / "airflow"), "connections", "delete", "managed_agents_default"], env=env, capture_output=True
-    )
+    assert export is not None
     value = export.split("=", 1)[1].strip("'")
     assert json.loads(value)["conn_type"] == "managed_agents"
