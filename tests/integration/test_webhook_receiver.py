@@ -489,7 +489,9 @@ def test_airflow_loads_the_plugin_and_mounts_the_receiver_without_airflow_auth(
     listed = subprocess.run(
         [str(BIN / "airflow"), "plugins", "--output", "json"], env=env, capture_output=True, text=True, timeout=120
     )
-    plugins = {p["name"]: p for p in json.loads(listed.stdout[listed.stdout.index("[") :])}
+    printed = [line for line in listed.stdout.splitlines() if line.startswith("[{")]  # not the log lines
+    assert printed, listed.stdout + listed.stderr
+    plugins = {p["name"]: p for p in json.loads(printed[-1])}
     assert "managed_agents_webhooks" in plugins, listed.stdout + listed.stderr
     assert URL_PREFIX in json.dumps(plugins["managed_agents_webhooks"])
     checked = subprocess.run([sys.executable, "-c", PLUGIN_CHECK], env=env, capture_output=True, text=True, timeout=120)
