@@ -15,6 +15,7 @@ BENCHMARKS = [
     "listing.py",
     "session_cost.py",
     "watchers.py",
+    "webhooks.py",
 ]
 
 

@@ -289,10 +289,10 @@ class Webhooks:
         if self._client is None:
             self._client = httpx.AsyncClient(headers={"user-agent": USER_AGENT}, follow_redirects=False)
         # Signed afresh per attempt, as the API signs: the timestamp is this attempt's.
-        headers = signed_headers(endpoint.secret, delivery.event["id"], body)
-        started = time.monotonic()
-        record: dict[str, Any] = {"at": time.time(), "status": None, "error": None}
-        async with endpoint.gate:
+        async with endpoint.gate:  # the duration is the receiver's, not the wait for a slot
+            headers = signed_headers(endpoint.secret, delivery.event["id"], body)
+            started = time.monotonic()
+            record: dict[str, Any] = {"at": time.time(), "status": None, "error": None}
             try:
                 response = await self._client.post(
                     endpoint.url, content=body, headers=headers, timeout=endpoint.timeout
@@ -301,7 +301,7 @@ class Webhooks:
                 record["error"] = type(exc).__name__
             else:
                 record["status"] = response.status_code
-        record["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+            record["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
         delivery.attempts.append(record)
         status = record["status"]
         return status is not None and 200 <= status < 300

@@ -31,6 +31,15 @@ class WebhookEventData(ApiModel):
     workspace_id: str | None = None
 
 
+class HandedOverRun(ApiModel):
+    """A run a watcher with ``delivery="both"`` found and hands to the receiver: only its id
+    (the receiver reads the run itself; what a request says about it is never announced)."""
+
+    type: Literal["deployment_run"]
+    id: str = Field(min_length=1, max_length=200)
+    deployment_id: str | None = None
+
+
 class WebhookEvent(ApiModel):
     """One delivery's body."""
 

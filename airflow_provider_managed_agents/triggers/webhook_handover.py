@@ -5,7 +5,8 @@ the api-server (the API's webhook) and the triggerer (the watcher's read). Annou
 needs one atomic record both can write, and a trigger cannot write Airflow's database (Airflow 3
 blocks database access from triggers; its Variables and asset state store are upserts, no
 insert-if-absent). So the watcher does not announce: it hands each run it finds to the receiver,
-signed with the same secret as the API's deliveries, and the receiver announces it in the same
+signed with the same secret as the API's deliveries, and the receiver reads it (only when no
+path announced it yet: the webhook usually has) and announces it in the same
 transaction that records "announced" under the run's id, which the webhook's delivery of that
 run finds and skips (and the other way round). The watcher moves its watermark past a run only
 after the receiver has answered 2xx, so a run is never lost between the two; a receiver that
@@ -54,7 +55,9 @@ class Handover:
 
     async def deliver(self, run: DeploymentRun) -> None:
         """Return once the receiver has recorded ``run`` (announced now, or already)."""
-        body = json.dumps(run.model_dump(mode="json"), separators=(",", ":")).encode()
+        # Only the id: the receiver reads the run itself (see HandedOverRun).
+        handed = {"type": "deployment_run", "id": run.id, "deployment_id": run.deployment_id}
+        body = json.dumps(handed, separators=(",", ":")).encode()
         attempt = 0
         while True:
             problem = await self._try(run, body)

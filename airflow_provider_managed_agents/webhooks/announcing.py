@@ -14,6 +14,8 @@
   :func:`~airflow_provider_managed_agents.assets.deployment_sessions_ended_asset`, once per
   ending (keyed by its ``session.status_idle`` event, or "terminated").
 - Anything else is acknowledged and ignored.
+- A run handed over by a watcher with ``delivery="both"`` (:func:`handle_handover`) is read and
+  announced like a ``deployment_run.*`` event's.
 
 Order does not matter: every event makes the receiver read the object's current state, and the
 announcement records in :mod:`.records` make the first path to announce a subject the only one.
@@ -151,6 +153,17 @@ def handle_event(event: WebhookEvent, reader: Reader, scope: SessionScope = airf
     before anything is recorded: the API then delivers again."""
     with _turns.of(event.data.id):
         return _handle(event, reader, scope)
+
+
+def handle_handover(run_id: str, reader: Reader, scope: SessionScope = airflow_session) -> Outcome:
+    """A run a watcher found (``delivery="both"``): announced unless any path already did. The
+    run is read from the API like a webhook's (one request, only when not yet announced), never
+    taken from the request: a leaked secret cannot make up a run."""
+    with _turns.of(run_id):
+        with scope() as session:
+            if records.subject_seen(session, run_id):
+                return Outcome("already_announced", run_id)
+        return announce_run(reader.run(run_id), source="watcher", scope=scope)
 
 
 def _handle(event: WebhookEvent, reader: Reader, scope: SessionScope) -> Outcome:

@@ -50,8 +50,8 @@ from airflow_provider_managed_agents.webhooks.announcing import (
     Outcome,
     Reader,
     airflow_session,
-    announce_run,
     handle_event,
+    handle_handover,
 )
 from airflow_provider_managed_agents.webhooks.connection import (
     WebhookSettings,
@@ -155,16 +155,16 @@ class Receiver:
         return await self._answer(f"event {event.id} ({event.data.type})", self._handle, event, configured.reader)
 
     async def watcher_runs(self, request: Request) -> JSONResponse:
-        from airflow_provider_managed_agents.models.runs import DeploymentRun
+        from airflow_provider_managed_agents.models.webhooks import HandedOverRun
 
         try:
-            _, body = await self.verified_body(request)
-            run = parse(DeploymentRun, body)
+            configured, body = await self.verified_body(request)
+            run = parse(HandedOverRun, body)
         except SignatureRejected as rejected:
             return refuse(rejected)
         except NotConfigured:
             return JSONResponse({"error": "the receiver is not configured"}, status_code=503)
-        return await self._answer(f"run {run.id} from a watcher", _from_watcher, run)
+        return await self._answer(f"run {run.id} from a watcher", handle_handover, run.id, configured.reader)
 
     async def _answer(self, what: str, handle: Callable[..., Outcome], *args: Any) -> JSONResponse:
         try:
@@ -183,10 +183,6 @@ class Receiver:
         except NotConfigured:
             return JSONResponse({"configured": False}, status_code=503)
         return JSONResponse({"configured": True})
-
-
-def _from_watcher(run: Any) -> Outcome:
-    return announce_run(run, source="watcher")
 
 
 def refuse(rejected: SignatureRejected) -> JSONResponse:
