@@ -161,6 +161,16 @@ def announce(context: Context, outlets: Iterable[Any], **ids: str | None) -> Non
             events[outlet].extra.update(present)
 
 
+def triggering_events(context: Context, asset: Asset) -> list[Any]:
+    """The events of ``asset`` that triggered this DAG run: ``context["triggering_asset_events"][asset]``
+    on every Airflow 3.x (3.0's ``airflow dags test`` keys them by URI, where an asset key raises)."""
+    events = context["triggering_asset_events"]
+    try:
+        return list(events[asset])
+    except TypeError:
+        return list(events.get(asset.uri, []))
+
+
 def run_details(asset_event: Any) -> dict[str, Any]:
     """What a managed-agents asset event says, whichever side made it: the watcher's run
     (``deployment_id``, ``deployment_run_id``, ``session_id``, ``error_type``,

@@ -20,7 +20,7 @@ import os
 import pendulum
 from airflow.sdk import Asset, dag, task
 
-from airflow_provider_managed_agents.assets import deployment_runs_asset, run_details
+from airflow_provider_managed_agents.assets import deployment_runs_asset, run_details, triggering_events
 from airflow_provider_managed_agents.operators.deployments import ManagedAgentsRunDeploymentOperator
 
 WATCHED_DEPLOYMENT_ID = os.environ.get("MANAGED_AGENTS_WATCHED_DEPLOYMENT_ID", "depl_set_me")
@@ -34,7 +34,7 @@ def react_to_agent_runs():
     @task
     def report(**context) -> list[dict]:
         reported = []
-        for event in context["triggering_asset_events"][AGENT_RUNS]:
+        for event in triggering_events(context, AGENT_RUNS):
             run = run_details(event)
             if run["session_id"]:
                 print(f"Run {run['deployment_run_id']} started session {run['session_id']}")
@@ -60,7 +60,7 @@ def run_agent_and_announce():
 def after_agent_run():
     @task
     def use_the_session(**context) -> list[str]:
-        sessions = [run_details(e)["session_id"] for e in context["triggering_asset_events"][AGENT_RUN_DONE]]
+        sessions = [run_details(e)["session_id"] for e in triggering_events(context, AGENT_RUN_DONE)]
         print(f"The agent ran: sessions {sessions}")
         return sessions
 

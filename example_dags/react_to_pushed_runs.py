@@ -28,6 +28,7 @@ from airflow_provider_managed_agents.assets import (
     deployment_runs_asset,
     deployment_sessions_ended_asset,
     run_details,
+    triggering_events,
 )
 
 PUSHED_DEPLOYMENT_ID = os.environ.get("MANAGED_AGENTS_PUSHED_DEPLOYMENT_ID", "depl_set_me")
@@ -41,7 +42,7 @@ def react_to_pushed_runs():
     @task
     def report(**context) -> list[dict]:
         reported = []
-        for event in context["triggering_asset_events"][PUSHED_RUNS]:
+        for event in triggering_events(context, PUSHED_RUNS):
             run = run_details(event)
             if run["session_id"]:
                 print(f"Run {run['deployment_run_id']} started session {run['session_id']}")
@@ -64,7 +65,7 @@ def after_pushed_sessions_end():
     @task
     def review(**context) -> list[dict]:
         ended = []
-        for event in context["triggering_asset_events"][SESSIONS_ENDED]:
+        for event in triggering_events(context, SESSIONS_ENDED):
             session = run_details(event)
             how = session["stop_reason"] or session["session_status"]
             verdict = "succeeded" if session["succeeded"] else f"failed ({session['error_type']})"

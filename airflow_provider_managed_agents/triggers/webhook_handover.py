@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from airflow_provider_managed_agents.compat import AirflowNotFoundException
+from airflow_provider_managed_agents.exceptions import ManagedAgentsError
 from airflow_provider_managed_agents.waiting import clock
 from airflow_provider_managed_agents.webhooks import WATCHER_PATH
 from airflow_provider_managed_agents.webhooks.connection import (
@@ -74,9 +76,12 @@ class Handover:
         """One attempt: None when accepted, else what went wrong (never the secret)."""
         try:
             settings = await self._current_settings()
-        except Exception as exc:  # no connection, or a bad one: said, and tried again later
+        except (ManagedAgentsError, AirflowNotFoundException) as exc:  # said, and tried again later
             self._settings = None
             return f"webhook connection: {exc}"
+        except Exception as exc:  # a malformed definition: its message could quote the secret
+            self._settings = None
+            return f"webhook connection: could not be read ({type(exc).__name__})"
         url = receiver_url(settings) + WATCHER_PATH
         headers = signed_headers(settings.secrets[0].reveal(), f"watcher_{run.id}", body)
         if self._client is None:

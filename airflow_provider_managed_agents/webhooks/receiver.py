@@ -82,8 +82,6 @@ class Configured:
 def load_configured() -> Configured:
     """The webhook connection (read where the api-server reads connections: environment,
     secrets backends, metadata database) and a reader on the API connection it names."""
-    from airflow.models.connection import Connection
-
     from airflow_provider_managed_agents.hooks.managed_agents import settings_from_connection as api_settings
 
     try:
@@ -94,14 +92,25 @@ def load_configured() -> Configured:
         ) from None
     conn_id = webhook_conn_id()
     try:
-        settings = settings_from_connection(Connection.get_connection_from_secrets(conn_id))
-        api_conn = Connection.get_connection_from_secrets(settings.managed_agents_conn_id)
-        reader = HookReader(settings.managed_agents_conn_id, api_settings(api_conn))
-    except ManagedAgentsError as exc:
+        settings = settings_from_connection(_connection(conn_id))
+        api_conn_id = settings.managed_agents_conn_id
+        reader = HookReader(api_conn_id, api_settings(_connection(api_conn_id)))
+    except ManagedAgentsError as exc:  # our checks: they name the field, never its value
         raise NotConfigured(str(exc)) from None
-    except Exception as exc:  # AirflowNotFoundException and the like: a missing connection
-        raise NotConfigured(f"{type(exc).__name__}: {exc}") from None
     return Configured(settings, reader)
+
+
+def _connection(conn_id: str) -> Any:
+    from airflow.models.connection import Connection
+
+    from airflow_provider_managed_agents.compat import AirflowNotFoundException
+
+    try:
+        return Connection.get_connection_from_secrets(conn_id)
+    except AirflowNotFoundException:
+        raise NotConfigured(f"the connection {conn_id!r} is not defined") from None
+    except Exception as exc:  # a malformed definition: its message could quote the secret
+        raise NotConfigured(f"the connection {conn_id!r} could not be read ({type(exc).__name__})") from None
 
 
 class Receiver:

@@ -170,6 +170,21 @@ def test_without_a_webhook_connection_the_receiver_answers_503(
         assert answer.status_code == 503 and client.get("/health").status_code == 503
 
 
+def test_a_malformed_webhook_connection_is_refused_by_name_never_quoted(
+    hook: ManagedAgentsHook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_managed_agents.webhooks.receiver import NotConfigured, load_configured
+
+    use_secret(monkeypatch, "whsec-but-not-quite-a-secret", max_body_bytes="a lot")
+    with pytest.raises(NotConfigured) as refused:
+        load_configured()
+    assert "password: secret 1: a signing secret starts with 'whsec_'" in str(refused.value)
+    assert "extra.max_body_bytes" in str(refused.value) and "not-quite" not in str(refused.value)
+    with TestClient(create_app()) as client:
+        raw, headers = signed(new_secret(), event("deployment_run.succeeded", "drun_x"))
+        assert client.post(EVENTS_PATH, content=raw, headers=headers).status_code == 503
+
+
 # --- idempotency and ordering ----------------------------------------------------------------------
 
 
