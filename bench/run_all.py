@@ -16,6 +16,7 @@ BENCHMARKS = [
     "session_cost.py",
     "watchers.py",
     "session_scale.py",
+    "webhooks.py",
 ]
 
 

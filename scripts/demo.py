@@ -33,6 +33,8 @@ EXAMPLE_DAG_IDS = [
     "run_agent_and_announce",
     "after_agent_run",
     "react_to_agent_runs",
+    "react_to_pushed_runs",
+    "after_pushed_sessions_end",
 ]
 BIN = Path(sys.executable).parent
 DEMO_KEY = "demo-emulator-key"
@@ -90,6 +92,7 @@ def main() -> int:
         extra["AIRFLOW_VAR_MANAGED_AGENTS_AGENT_ID"] = "agent_demo"
         extra["AIRFLOW_VAR_MANAGED_AGENTS_ENVIRONMENT_ID"] = "env_demo"
         extra["MANAGED_AGENTS_WATCHED_DEPLOYMENT_ID"] = watched_deployment(emulator)
+        extra["MANAGED_AGENTS_PUSHED_DEPLOYMENT_ID"] = extra["MANAGED_AGENTS_WATCHED_DEPLOYMENT_ID"]
         # The GitHub token provision_agent_environment puts in a vault (the emulator keeps a hash).
         extra["AIRFLOW_CONN_GITHUB_MCP_TOKEN"] = '{"conn_type": "generic", "password": "demo-github-token"}'
     env = airflow_env(extra)

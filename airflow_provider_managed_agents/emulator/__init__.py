@@ -150,5 +150,29 @@ Control endpoints (JSON, no auth), off the API's path space:
 ``GET /_emulator/requests``                           ``{"total", "by_endpoint", "faults", "rate_limited":
                                                      {"reads", "writes"}}`` (429s the limits gave)
 ``DELETE /_emulator/requests``                        reset the counters
+``POST /_emulator/webhooks``                          ``{"url", "events", "retry_delays"?,
+                                                     "timeout_seconds"?}``: register a webhook endpoint
+                                                     (``events``: types, or ``["*"]``) -> ``{"id",
+                                                     "signing_secret", ...}``, the ``whsec_`` secret
+                                                     shown this once
+``GET /_emulator/webhooks``                           the endpoints (no secrets)
+``DELETE /_emulator/webhooks/{id}``                   remove an endpoint
+``GET /_emulator/webhooks/deliveries``                every delivery: event, state, attempts (status,
+                                                     error, duration)
+``POST /_emulator/webhooks/faults``                   ``{"kinds", "rate", "count", "delay_ms", "events",
+                                                     "seed"}``; kinds: duplicate, delay, reorder, drop
+                                                     (dropped then retried)
+``DELETE /_emulator/webhooks/faults``                 deliver normally again
+``POST /_emulator/webhooks/emit``                     ``{"type", "id", "data"?}``: deliver any event type
 ===================================================  =============================================
+
+Webhooks (:mod:`~airflow_provider_managed_agents.emulator.webhooks`): a recorded run emits
+``deployment_run.started`` then ``.succeeded`` or ``.failed``; a session ``session.created``, a
+``session.status_*`` per status change (``run_started``, ``idled``, ``rescheduled``,
+``terminated``) and ``session.outcome_evaluation_ended``; a deployment ``deployment.created``,
+``.updated``, ``.paused``, ``.unpaused``, ``.archived``. Each is signed per Standard Webhooks as
+the API signs (the SDK's ``beta.webhooks.unwrap()`` accepts it), delivered from the emulator's
+own tasks, and retried after ``retry_delays`` (real seconds; default 1, 2, 5, 10, 30, 60, 120,
+300) on any answer but 2xx or a timeout. A reset forgets the endpoints; they are not kept in the
+state file.
 """

@@ -26,6 +26,7 @@ from airflow_provider_managed_agents.emulator.problems import ApiProblem, bad_re
 from airflow_provider_managed_agents.emulator.provisioning import public
 from airflow_provider_managed_agents.emulator.rate_limits import RateLimits
 from airflow_provider_managed_agents.emulator.sessions import SessionScript
+from airflow_provider_managed_agents.emulator.webhooks import DeliveryFaults, Webhooks
 from airflow_provider_managed_agents.emulator.world import WORLD_KINDS, World
 from airflow_provider_managed_agents.exceptions import ManagedAgentsValidationError
 from airflow_provider_managed_agents.hooks.wire import MANAGED_AGENTS_BETA
@@ -133,6 +134,8 @@ class Emulator:
         self.requests: Counter[str] = Counter()
         self.faults_injected = 0
         self.rate_limits = RateLimits(lambda: self.world.clock.now())
+        self.webhooks = Webhooks(lambda: self.world.clock.now())
+        self.world.notify = self.webhooks.emit
         self.app = _DatedByTheWorldClock(
             Starlette(
                 routes=self._routes(),
@@ -153,6 +156,7 @@ class Emulator:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await self.webhooks.close()
 
     async def _scheduler(self) -> None:
         while True:
@@ -508,11 +512,44 @@ class Emulator:
 
     async def c_reset(self, request: Request) -> Any:
         self.world.reset()
+        await self.webhooks.reset()
         self.faults = FaultPlan()
         self.requests.clear()
         self.faults_injected = 0
         self.rate_limits = RateLimits(lambda: self.world.clock.now())
         return {"reset": True}
+
+    # --- webhooks (emulator/webhooks.py): endpoints as the Console registers them ----------------
+
+    async def c_add_webhook(self, request: Request) -> Any:
+        return self.webhooks.register(await self._body(request))
+
+    async def c_list_webhooks(self, request: Request) -> Any:
+        return self.webhooks.listing()
+
+    async def c_delete_webhook(self, request: Request) -> Any:
+        endpoint_id = request.path_params["endpoint_id"]
+        if endpoint_id not in self.webhooks.endpoints:
+            raise not_found("webhook endpoint", endpoint_id)
+        return self.webhooks.remove(endpoint_id)
+
+    async def c_webhook_deliveries(self, request: Request) -> Any:
+        return self.webhooks.delivery_log()
+
+    async def c_webhook_faults(self, request: Request) -> Any:
+        self.webhooks.faults = DeliveryFaults.from_json(await self._body(request))
+        return {"rate": self.webhooks.faults.rate, "kinds": list(self.webhooks.faults.kinds)}
+
+    async def c_clear_webhook_faults(self, request: Request) -> Any:
+        self.webhooks.faults = DeliveryFaults()
+        return {"rate": 0.0}
+
+    async def c_emit_webhook(self, request: Request) -> Any:
+        body = await self._body(request)
+        more = body.get("data") or {}
+        if not isinstance(more, dict) or not all(isinstance(v, str) for v in more.values()):
+            raise ValueError("data: an object of string fields (e.g. vault_id)")
+        return {"event": self.webhooks.emit(str(body["type"]), str(body["id"]), **more)}
 
     # --- a stand-in for the Console, so that operators' extra links can be followed offline ---
 
@@ -590,6 +627,14 @@ class Emulator:
             ("POST", f"{c}/sessions/next_script", self.c_next_session_script),
             ("POST", f"{c}/sessions/default_script", self.c_default_session_script),
             ("POST", f"{c}/agents/{{ident}}/versions", self.c_new_version),
+            # Before the generic {kind} routes, which would take these paths.
+            ("POST", f"{c}/webhooks", self.c_add_webhook),
+            ("GET", f"{c}/webhooks", self.c_list_webhooks),
+            ("GET", f"{c}/webhooks/deliveries", self.c_webhook_deliveries),
+            ("POST", f"{c}/webhooks/faults", self.c_webhook_faults),
+            ("DELETE", f"{c}/webhooks/faults", self.c_clear_webhook_faults),
+            ("POST", f"{c}/webhooks/emit", self.c_emit_webhook),
+            ("DELETE", f"{c}/webhooks/{{endpoint_id}}", self.c_delete_webhook),
             ("POST", f"{c}/{{kind}}", self.c_add),
             ("POST", f"{c}/{{kind}}/{{ident}}/archive", self.c_archive),
             ("DELETE", f"{c}/{{kind}}/{{ident}}", self.c_delete),

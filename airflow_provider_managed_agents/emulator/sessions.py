@@ -21,6 +21,7 @@ import base64
 import binascii
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +29,13 @@ from typing import Any
 from airflow_provider_managed_agents.models.base import format_timestamp, parse_timestamp
 
 STOP_REASONS = ("end_turn", "requires_action", "retries_exhausted", "budget_reached", "refusal")
+# The webhook event of each status a session moves to (the stream's status_idle is status_idled).
+STATUS_WEBHOOKS = {
+    "running": "session.status_run_started",
+    "idle": "session.status_idled",
+    "rescheduling": "session.status_rescheduled",
+    "terminated": "session.status_terminated",
+}
 OUTCOME_RESULTS = ("satisfied", "failed", "max_iterations_reached", "interrupted")
 MODEL = "claude-sonnet-4-6"
 _sequence = itertools.count(1)
@@ -107,7 +115,9 @@ def _first_text(events: list[dict[str, Any]]) -> str:
 class Sessions:
     """The emulator's sessions and their scripts."""
 
-    def __init__(self) -> None:
+    def __init__(self, notify: Callable[[str, str], object] | None = None) -> None:
+        # Told of each webhook event type and session id as it happens.
+        self.notify = notify or (lambda event_type, object_id: None)
         self.by_id: dict[str, dict[str, Any]] = {}
         self.scripts: dict[str, SessionScript] = {}  # per deployment
         self.next_scripts: list[SessionScript] = []  # for the next sessions, any deployment
@@ -176,6 +186,7 @@ class Sessions:
         text = script.final_text if script.final_text is not None else self._default_text(deployment)
         session["_steps"] = [asdict(s) for s in _plan(session, script, now, text)]
         self.by_id[session_id] = session
+        self.notify("session.created", session_id)
         return session
 
     @staticmethod
@@ -197,10 +208,10 @@ class Sessions:
             if session["_steps"]:
                 self.advance(session, now)
 
-    @staticmethod
-    def _apply(session: dict[str, Any], step: _Step) -> None:
+    def _apply(self, session: dict[str, Any], step: _Step) -> None:
         if step.event is not None:
             session["_events"].append({**step.event, "processed_at": step.at})
+        changed = step.status is not None and step.status != session["status"]
         if step.status is not None:
             session["status"] = step.status
             if step.status == "terminated":
@@ -214,6 +225,10 @@ class Sessions:
             for evaluation in session["outcome_evaluations"]:
                 if evaluation["outcome_id"] == outcome_id:
                     evaluation.update(target)
+            if target.get("result") not in (None, "pending", "running", "evaluating"):
+                self.notify("session.outcome_evaluation_ended", session["id"])
+        if changed and step.status is not None:
+            self.notify(STATUS_WEBHOOKS.get(step.status, f"session.status_{step.status}"), session["id"])
         if step.usage is not None:
             usage = session["usage"]
             for key, value in step.usage.items():

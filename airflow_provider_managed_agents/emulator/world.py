@@ -13,7 +13,7 @@ import hashlib
 import json
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -94,6 +94,8 @@ class World:
         self.max_jitter = max_jitter
         self.state_file = state_file
         self.clock = Clock()
+        # Told of each webhook event type and object id as it happens (the emulator's webhooks).
+        self.notify: Callable[[str, str], object] = lambda event_type, object_id: None
         self.reset()
         if state_file is not None and state_file.exists():
             self._load()
@@ -119,7 +121,7 @@ class World:
         # Jitter set by the controls for one deployment, in seconds (else drawn from its id).
         self.jitters: dict[str, float] = {}
         self.session_times: list[datetime] = []
-        self.sessions = Sessions()
+        self.sessions = Sessions(notify=lambda event_type, object_id: self.notify(event_type, object_id))
 
     def describe(self) -> str:
         return f"default world: {self.records.describe()}"
@@ -268,6 +270,7 @@ class World:
             deployment["budget"] = params.budget.model_dump(mode="json")
         self.deployments[deployment["id"]] = deployment
         self.armed_at[deployment["id"]] = self.clock.now()
+        self.notify("deployment.created", deployment["id"])
         return deployment
 
     @staticmethod
@@ -324,6 +327,7 @@ class World:
                 changes["budget"] = params.budget.model_dump(mode="json")
         deployment.update(changes)
         deployment["updated_at"] = format_timestamp(self.clock.now())
+        self.notify("deployment.updated", deployment_id)
         return deployment
 
     def pause(self, deployment_id: str) -> dict[str, Any]:
@@ -332,6 +336,7 @@ class World:
             deployment.update(
                 status="paused", paused_reason={"type": "manual"}, updated_at=format_timestamp(self.clock.now())
             )
+            self.notify("deployment.paused", deployment_id)
         return deployment
 
     def unpause(self, deployment_id: str) -> dict[str, Any]:
@@ -340,6 +345,7 @@ class World:
             deployment.update(status="active", paused_reason=None, updated_at=format_timestamp(self.clock.now()))
             self.next_fire.pop(deployment_id, None)  # resume from the next occurrence: no backfill
             self.armed_at[deployment_id] = self.clock.now()
+            self.notify("deployment.unpaused", deployment_id)
         return deployment
 
     def archive(self, deployment_id: str) -> dict[str, Any]:
@@ -349,6 +355,7 @@ class World:
             # The status enum has no "archived": an archived deployment reports active, unpaused.
             deployment.update(archived_at=now, updated_at=now, status="active", paused_reason=None)
             self.next_fire.pop(deployment_id, None)
+            self.notify("deployment.archived", deployment_id)
         return deployment
 
     def render_deployment(self, deployment: dict[str, Any]) -> dict[str, Any]:
@@ -497,6 +504,8 @@ class World:
             run["error"] = {"type": str(failure[0]), "message": failure[1]}
         self.runs[run["id"]] = run
         self.runs_by_deployment[deployment["id"]].append(run["id"])
+        self.notify("deployment_run.started", run["id"])
+        self.notify("deployment_run.failed" if failure else "deployment_run.succeeded", run["id"])
         if trigger_context["type"] == "schedule":
             deployment["schedule"]["last_run_at"] = run["created_at"]
             if failure is not None and RunErrorType.resolve(failure[0]) not in NON_PAUSING_RUN_ERRORS:
@@ -505,6 +514,7 @@ class World:
                     paused_reason={"type": "error", "error": {"type": failure[0]}},
                     updated_at=run["created_at"],
                 )
+                self.notify("deployment.paused", deployment["id"])
         return run
 
     def run_now(self, deployment_id: str) -> dict[str, Any]:
@@ -650,6 +660,7 @@ class World:
         if session["archived_at"] is None:
             now = format_timestamp(self.clock.now())
             session.update(archived_at=now, updated_at=now, status="terminated", _steps=[])
+            self.notify("session.archived", session_id)
         return self.sessions.render(session)
 
     def delete_session(self, session_id: str) -> dict[str, Any]:
@@ -657,6 +668,7 @@ class World:
         if session["status"] in ("running", "rescheduling"):
             raise bad_request(f"session {session_id!r} is running; interrupt it before deleting")
         del self.sessions.by_id[session_id]
+        self.notify("session.deleted", session_id)
         return {"id": session_id, "type": "session_deleted"}
 
     def set_session_script(

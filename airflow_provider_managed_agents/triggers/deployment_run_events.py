@@ -20,6 +20,11 @@ becomes an asset event that starts that DAG. Use it through
   a run created while the triggerer was down is announced once after the restart, and a run
   already announced is not announced again. A watcher's first start announces the runs created
   from then on, not the deployment's history.
+- ``delivery="both"`` (webhooks, and this watcher as their safety net): the watcher does not
+  announce; it hands each new matching run to the webhook receiver
+  (:mod:`~airflow_provider_managed_agents.triggers.webhook_handover`), which announces every run
+  once whether the webhook or the watcher brought it, and moves its watermark past the run only
+  once the receiver has it.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
@@ -42,6 +47,9 @@ from airflow_provider_managed_agents.waiting import clock
 from airflow_provider_managed_agents.waiting.events import RunAnnouncement, encode
 from airflow_provider_managed_agents.waiting.runs import TriggerTypeFilter
 from airflow_provider_managed_agents.waiting.watermark import Watermark
+
+if TYPE_CHECKING:
+    from airflow_provider_managed_agents.triggers.webhook_handover import Handover
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +68,7 @@ class RunFilters:
     has_error: bool | None = None
     managed_agents_conn_id: str = DEFAULT_CONN_ID
     poll_interval: float = DEFAULT_POLL_INTERVAL
+    delivery: str = "poll"  # or "both": hand the runs to the webhook receiver (see the module docstring)
 
     def __post_init__(self) -> None:
         problems: list[tuple[str, str]] = []
@@ -73,6 +82,8 @@ class RunFilters:
             problems.append(("managed_agents_conn_id", "must be a connection id"))
         if not isinstance(self.poll_interval, int | float) or self.poll_interval < MIN_POLL_INTERVAL:
             problems.append(("poll_interval", f"must be at least {MIN_POLL_INTERVAL:g} s"))
+        if self.delivery not in ("poll", "both"):
+            problems.append(("delivery", "must be 'poll' or 'both' (a 'webhook' asset has no watcher)"))
         if problems:
             raise ManagedAgentsValidationError("deployment runs watcher", problems)
 
@@ -105,6 +116,7 @@ class ManagedAgentsDeploymentRunEventTrigger(BaseEventTrigger):
     :param managed_agents_conn_id: the ``managed_agents`` connection.
     :param poll_interval: seconds between looks for manual runs (at least 1; scheduled runs
         are looked for just after each fire).
+    :param delivery: ``"poll"`` (announce) or ``"both"`` (hand each run to the webhook receiver).
     """
 
     def __init__(
@@ -115,13 +127,21 @@ class ManagedAgentsDeploymentRunEventTrigger(BaseEventTrigger):
         has_error: bool | None = None,
         managed_agents_conn_id: str = DEFAULT_CONN_ID,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
+        delivery: str = "poll",
     ) -> None:
         super().__init__()
-        self.filters = RunFilters(deployment_id, trigger_type, has_error, managed_agents_conn_id, poll_interval)
+        self.filters = RunFilters(
+            deployment_id, trigger_type, has_error, managed_agents_conn_id, poll_interval, delivery
+        )
+        self._handover: Handover | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        # The filters' fields are this trigger's keyword arguments, by name.
-        return f"{type(self).__module__}.{type(self).__qualname__}", asdict(self.filters)
+        # The filters' fields are this trigger's keyword arguments, by name ("poll" left out: the
+        # kwargs, and so the trigger's identity, of every watcher made before it existed).
+        kwargs = asdict(self.filters)
+        if kwargs["delivery"] == "poll":
+            del kwargs["delivery"]
+        return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     # --- Airflow >= 3.3: one shared stream per connection, deployment and pace -----------------
 
@@ -177,7 +197,7 @@ class ManagedAgentsDeploymentRunEventTrigger(BaseEventTrigger):
                     if backlog is not None and item.seq > after_read and item.covered_from <= mark.since:
                         ready, backlog = sorted(backlog, key=lambda r: (r.created_at, r.id)), None
                         for run in ready:
-                            for event in self._consider(run, mark, keeper):
+                            for event in await self._consider(run, mark, keeper):
                                 yield event
                     continue
                 if not isinstance(item, DeploymentRun):
@@ -185,15 +205,28 @@ class ManagedAgentsDeploymentRunEventTrigger(BaseEventTrigger):
                 if backlog is not None:
                     backlog.append(item)
                     continue
-                for event in self._consider(item, mark, keeper):
+                for event in await self._consider(item, mark, keeper):
                     yield event
         finally:
             await keeper.close()
+            if self._handover is not None:
+                await self._handover.close()
 
-    def _consider(self, run: DeploymentRun, mark: Watermark, keeper: Keeper) -> list[TriggerEvent]:
+    async def _consider(self, run: DeploymentRun, mark: Watermark, keeper: Keeper) -> list[TriggerEvent]:
         if not mark.admits(run):
             return []
         announce = self.filters.matches(run)
+        if announce and self.filters.delivery == "both":
+            # The receiver announces it (once, whether its webhook came first or not); only then
+            # does the watermark move past it.
+            from airflow_provider_managed_agents.triggers.webhook_handover import Handover
+
+            self._handover = self._handover or Handover()
+            await self._handover.deliver(run)
+            self.log.info("Run %s of deployment %s handed to the webhook receiver", run.id, run.deployment_id)
+            mark.passed(run, announced=True)
+            keeper.save_later(mark.to_dict())
+            return []
         mark.passed(run, announced=announce)
         # Filtered-out runs move the watermark too: a restart then re-reads from near now, not from
         # the last run that matched (which may be weeks old).

@@ -5,7 +5,9 @@ scheduler, dag-processor and triggerer (LocalExecutor, SQLite). Through the REST
 and triggers the example DAGs and a sensor DAG, and asserts every task's final state, that the
 deferrable sensor really deferred to the triggerer, and what the operators put in XCom. Two DAGs
 scheduled on a per-minute deployment's runs (asset watchers) must start once per fire, through a
-``kill -9`` of the triggerer and its restart, sharing one runs read per poll. With
+``kill -9`` of the triggerer and its restart, sharing one runs read per poll. A DAG fed by webhooks
+(no watcher) starts once per fire through a ``kill -9`` of the api-server while the emulator
+delivers, and 100 forged deliveries start nothing (``webhooks_check.py``). With
 ``--ui`` it then drives headless Chromium (Debian's, through Playwright): log in, create a Managed
 Agents connection in the form, press Test, open a finished run and follow the extra link;
 screenshots go to tests/system/artifacts/. Everything it starts is stopped, bounded in time.
@@ -338,6 +340,9 @@ def main() -> int:
         initial_events=[{"type": "user.message", "content": [{"type": "text", "text": "nightly review"}]}],
         schedule={"type": "cron", "expression": "* * * * *", "timezone": "UTC"},
     )
+    from webhooks_check import WebhooksCheck  # type: ignore[import-not-found]
+
+    pushed = WebhooksCheck(emulator, hook, port, home)  # a per-minute deployment pushed by webhooks
     (home / "passwords.json").write_text(json.dumps({"admin": PASSWORD}))
     env = {
         **os.environ,
@@ -365,6 +370,7 @@ def main() -> int:
         # A killed triggerer's watchers move to the new one after this many seconds without heartbeat.
         "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
         "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
+        **pushed.env(),
     }
     print(f"AIRFLOW_HOME {home}; api-server on 127.0.0.1:{port}; emulator {emulator.base_url}")
     try:
@@ -473,6 +479,8 @@ def main() -> int:
                 return 1 if failures else 0
             # 4. Event-driven: fires start the watching DAGs once each, through a triggerer kill -9.
             event_driven(api, home, env, processes, emulator, watched.id, failures)
+            # 5. Pushed by webhooks: once per fire through an api-server kill -9; forgeries refused.
+            pushed.run(api, env, processes, failures, check)
 
             if args.ui and args.until == "all":
                 from ui_check import check_ui  # type: ignore[import-not-found]
