@@ -19,6 +19,7 @@ from airflow.sdk import Connection
 from airflow_provider_managed_agents import exceptions as errors
 from airflow_provider_managed_agents.compat import AirflowFailException
 from airflow_provider_managed_agents.hooks import loop_pool as loop_pool_module
+from airflow_provider_managed_agents.hooks.budget import budget_for
 from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook, settings_from_connection
 from airflow_provider_managed_agents.hooks.wire import (
     MANAGED_AGENTS_BETA,
@@ -59,8 +60,17 @@ def make_hook(responder: Responder, **settings: Any) -> tuple[ManagedAgentsHook,
     hook = ManagedAgentsHook()
     hook._settings = Settings(api_key=Secret(KEY), base_url="http://api.test", **settings)
     hook.__dict__["client"] = httpx.Client(transport=httpx.MockTransport(wire), **hook._settings.client_options())
+    # The connection's budget reads the same clock the hook's sleeps advance: a sleep that is only
+    # recorded must still count as time passed, or a learnt pace would wait for it again.
+    clock = [time.monotonic()]
+    budget_for(hook.managed_agents_conn_id).monotonic = lambda: clock[0]
     slept: list[float] = []
-    hook._sleep = slept.append  # type: ignore[method-assign]
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+
+    hook._sleep = sleep  # type: ignore[method-assign]
     return hook, wire, slept
 
 
