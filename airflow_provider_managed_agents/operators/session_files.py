@@ -206,8 +206,9 @@ class ManagedAgentsSessionFilesOperator(ManagedAgentsBaseOperator):
         (``"file:///data/reports/{{ ds }}/"``, ``"s3://aws_default@bucket/reports/"``); a file's
         name is its path under it.
     :param session_id: the session whose files to deliver. Default: the ``session_id`` XCom of
-        the one upstream task that ran or followed a session (``ManagedAgentsRunDeploymentOperator``,
-        ``ManagedAgentsDeploymentRunSensor``, ``ManagedAgentsSessionSensor``).
+        the upstream task that ran or followed a session (``ManagedAgentsRunDeploymentOperator``,
+        ``ManagedAgentsDeploymentRunSensor``, ``ManagedAgentsSessionSensor``): the one directly
+        upstream, else the one among all upstream tasks; two of them is an error (give it).
     :param filename_pattern: only files whose name matches this glob (``"*.md"``, ``"reports/*"``).
     :param chunk_size: the most bytes of a file held in memory at once (default 1 MiB).
     :param managed_agents_conn_id: the ``managed_agents`` connection.
@@ -234,22 +235,20 @@ class ManagedAgentsSessionFilesOperator(ManagedAgentsBaseOperator):
         self.session_id = session_id
         self.filename_pattern = filename_pattern
         self.chunk_size = chunk_size
-        self._delivery: Delivery | None = None
-        self._session_used: str | None = None
-        self._root: ObjectStoragePath | None = None
 
     def execute(self, context: Context) -> list[str]:
         from airflow_provider_managed_agents.models.params import checked_id
         from airflow_provider_managed_agents.reporting import session_console_url
 
         session_id = checked_id(self._session_id(context), "session_id")
-        root = self._root = object_storage_path(self.destination)
-        self._session_used = session_id
+        root = object_storage_path(self.destination)
+        self._note_lineage(session_id=session_id, destination=str(root))
         ti = context["ti"]
         ti.xcom_push(key=SESSION_URL_KEY, value=session_console_url(self.hook.settings, session_id))
-        delivery = self._delivery = deliver_session_files(
+        delivery = deliver_session_files(
             self.hook, session_id, root, pattern=self.filename_pattern or None, chunk_size=self.chunk_size, log=self.log
         )
+        self._note_lineage(delivered=[f.to_dict() for f in delivery.files])
         ti.xcom_push(key="written", value=delivery.written)
         ti.xcom_push(key="skipped", value=delivery.skipped)
         ti.xcom_push(key="files", value=[f.to_dict() for f in delivery.files])
@@ -263,18 +262,21 @@ class ManagedAgentsSessionFilesOperator(ManagedAgentsBaseOperator):
         return [f.path for f in delivery.files]
 
     def _session_id(self, context: Context) -> Any:
-        """The session: as given, else the ``session_id`` XCom of the one upstream task that
-        ran or followed a session."""
+        """The session: as given, else the ``session_id`` XCom of the upstream task that ran or
+        followed a session (a direct upstream one, else the one among all upstream tasks)."""
         from airflow_provider_managed_agents.exceptions import ManagedAgentsValidationError
         from airflow_provider_managed_agents.following import SessionFollower
 
         if self.session_id:
             return self.session_id
-        followers = sorted(t.task_id for t in self.upstream_list if isinstance(t, SessionFollower))
-        if len(followers) != 1:
-            found = ", ".join(followers) or "none"
-            raise ManagedAgentsValidationError(
-                "arguments",
-                [("session_id", f"not given, and not one upstream task that ran or followed a session ({found})")],
-            )
-        return context["ti"].xcom_pull(task_ids=followers[0], key="session_id")
+        for relatives in (self.upstream_list, self.get_flat_relatives(upstream=True)):
+            followers = sorted(t.task_id for t in relatives if isinstance(t, SessionFollower))
+            if len(followers) == 1:
+                return context["ti"].xcom_pull(task_ids=followers[0], key="session_id")
+            if followers:
+                break
+        found = ", ".join(followers) or "none"
+        raise ManagedAgentsValidationError(
+            "arguments",
+            [("session_id", f"not given, and not one upstream task that ran or followed a session ({found})")],
+        )
