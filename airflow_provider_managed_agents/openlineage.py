@@ -250,12 +250,12 @@ def _settings(task: Any) -> Settings | None:
 
 def session_facet(known: _Known, settings: Settings | None) -> ManagedAgentsSessionRunFacet:
     from airflow_provider_managed_agents.reporting import console_url, session_console_url
+    from airflow_provider_managed_agents.waiting.sessions import SessionFacts, newest_evaluations
 
-    end = known.notes.session_end or {}
-    evaluations = _newest_evaluations(end.get("outcome_evaluations") or [])
-    usage = dict(end.get("usage") or {}) or None
+    end = SessionFacts.from_dict(known.notes.session_end) if known.notes.session_end else None
+    evaluations = newest_evaluations(end) if end is not None else []
+    usage = dict(end.usage) if end is not None and end.usage else None
     list_cost = (usage or {}).pop("list_cost", None)
-    idle = end.get("idle") or {}
     return ManagedAgentsSessionRunFacet(
         deploymentId=known.deployment_id,
         deploymentRunId=known.deployment_run_id,
@@ -266,8 +266,8 @@ def session_facet(known: _Known, settings: Settings | None) -> ManagedAgentsSess
         agentId=known.agent_id,
         agentVersion=known.agent_version,
         environmentId=known.environment_id,
-        sessionStatus=end.get("status"),
-        stopReason=(idle.get("stop_reason") or {}).get("type"),
+        sessionStatus=end.status if end is not None else None,
+        stopReason=end.stop_reason if end is not None else None,
         outcomeResult=_overall(evaluations),
         outcomes=[
             {
@@ -285,15 +285,6 @@ def session_facet(known: _Known, settings: Settings | None) -> ManagedAgentsSess
         else None,
         error=known.notes.error,
     )
-
-
-def _newest_evaluations(evaluations: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    newest: dict[str, dict[str, Any]] = {}
-    for evaluation in evaluations:
-        known = newest.get(evaluation.get("outcome_id", ""))
-        if known is None or evaluation.get("iteration", 0) >= known.get("iteration", 0):
-            newest[evaluation.get("outcome_id", "")] = evaluation
-    return list(newest.values())
 
 
 def _overall(evaluations: list[dict[str, Any]]) -> str | None:
