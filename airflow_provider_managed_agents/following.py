@@ -71,6 +71,11 @@ class SessionFollower:
         @property
         def hook(self) -> ManagedAgentsHook: ...
 
+        # From OpenLineageReporter (lineage.py), which every task mixing this in also is.
+        def _note_lineage(self, **notes: Any) -> None: ...
+
+        def _note_error(self, error: BaseException | None) -> None: ...
+
     log: Any
     managed_agents_conn_id: str
     poll_interval: float
@@ -166,6 +171,7 @@ class SessionFollower:
         from airflow_provider_managed_agents.waiting.events import SessionWaitEvent, decode
 
         ended = decode(event, SessionWaitEvent)
+        self._note_lineage(deployment_id=ended.deployment_id, deployment_run_id=ended.run_id)
         self._watch_session(ended.session_id)
         verdict = ended.verdict()
         error = self._publish_session(context, ended.session_id, verdict, limit=ended.limit, stopped=ended.stopped)
@@ -189,6 +195,8 @@ class SessionFollower:
 
         self._publish_session_url(context, session_id)
         facts = verdict.facts
+        if facts is not None and verdict.status in ("success", "failed"):
+            self._note_lineage(session_end=facts.to_dict())
         if facts is not None:
             text = final_message(self.hook, facts.session_id, self.final_message_max_chars)
             ti = context["ti"]
@@ -203,19 +211,23 @@ class SessionFollower:
             )
         if verdict.status != "timeout":
             self._stoppable = None
+            self._note_error(verdict.error)
             return verdict.error
         if stopped is not None:
             self.log.info("Gave up on session %s at the deadline: it was sent %s", session_id, stopped)
             self._stoppable = None
         elif not self._give_up_on_session():
             self.session_left_running = session_id
-        return _timeout_error(verdict, limit)
+        error = _timeout_error(verdict, limit)
+        self._note_error(error)
+        return error
 
     def _publish_session_url(self, context: Context, session_id: str) -> None:
         """The session's Console page, for the session link."""
         from airflow_provider_managed_agents.links import SESSION_URL_KEY
         from airflow_provider_managed_agents.reporting import session_console_url
 
+        self._note_lineage(session_id=session_id)
         context["ti"].xcom_push(key=SESSION_URL_KEY, value=session_console_url(self.hook.settings, session_id))
 
     def _give_up_on_session(self) -> bool:

@@ -35,7 +35,10 @@ EXAMPLE_DAG_IDS = [
     "react_to_agent_runs",
     "react_to_pushed_runs",
     "after_pushed_sessions_end",
+    "agent_report_to_object_storage",
 ]
+# What the emulator's agents write in their sessions (agent_report_to_object_storage reads it).
+DEMO_REPORT = "Publish: yes\n\n1,200 rows loaded; 3 rejected as duplicates (rows 17, 212, 988).\n"
 BIN = Path(sys.executable).parent
 DEMO_KEY = "demo-emulator-key"
 
@@ -93,6 +96,10 @@ def main() -> int:
         extra["AIRFLOW_VAR_MANAGED_AGENTS_ENVIRONMENT_ID"] = "env_demo"
         extra["MANAGED_AGENTS_WATCHED_DEPLOYMENT_ID"] = watched_deployment(emulator)
         extra["MANAGED_AGENTS_PUSHED_DEPLOYMENT_ID"] = extra["MANAGED_AGENTS_WATCHED_DEPLOYMENT_ID"]
+        emulator.control(
+            "POST", "sessions/default_script", {"files": [{"filename": "report.md", "content": DEMO_REPORT}]}
+        )
+        extra["AIRFLOW_VAR_MANAGED_AGENTS_REPORTS_URL"] = f"file://{DEMO_HOME / 'reports'}"
         # The GitHub token provision_agent_environment puts in a vault (the emulator keeps a hash).
         extra["AIRFLOW_CONN_GITHUB_MCP_TOKEN"] = '{"conn_type": "generic", "password": "demo-github-token"}'
     env = airflow_env(extra)

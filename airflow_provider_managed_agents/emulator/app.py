@@ -22,6 +22,7 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from airflow_provider_managed_agents.emulator.faults import FaultPlan
+from airflow_provider_managed_agents.emulator.files import FileEndpoints
 from airflow_provider_managed_agents.emulator.problems import ApiProblem, bad_request, not_found
 from airflow_provider_managed_agents.emulator.provisioning import public
 from airflow_provider_managed_agents.emulator.rate_limits import RateLimits
@@ -73,6 +74,8 @@ ARRAY_QUERY = frozenset({"statuses", "types"})
 # Memory stores have their own beta; the API takes either (the SDK sends the memory one).
 MEMORY_BETA = "agent-memory-2026-07-22"
 MEMORY_BETAS = (MEMORY_BETA, MANAGED_AGENTS_BETA)
+# The Files API needs no beta (the SDK sends none unless asked; the docs send managed-agents').
+ANY_BETA: tuple[str, ...] = ()
 Handler = Callable[[Request], Awaitable[Any]]
 
 
@@ -174,7 +177,7 @@ class Emulator:
         if not request.headers.get("anthropic-version"):
             return _error(400, "invalid_request_error", "anthropic-version: header is required")
         betas = {b.strip() for b in request.headers.get("anthropic-beta", "").split(",")}
-        if not betas & set(accepted):
+        if accepted and not betas & set(accepted):
             return _error(
                 400,
                 "invalid_request_error",
@@ -600,11 +603,14 @@ class Emulator:
             ("POST", "/v1/sessions/{session_id}/events", self.send_session_events, True),
             ("GET", "/v1/sessions/{session_id}/events/stream", self.stream_session_events, False),
             *self._provisioning_routes(),
+            *FileEndpoints(self.world, self._query).routes(),
         ]
         # Routes sharing a path are merged so that each method finds its handler.
         by_path: dict[str, dict[str, Any]] = {}
         for method, path, handler, writes in api:
-            betas = MEMORY_BETAS if path.startswith("/v1/memory_stores") else (MANAGED_AGENTS_BETA,)
+            betas: tuple[str, ...] = MEMORY_BETAS if path.startswith("/v1/memory_stores") else (MANAGED_AGENTS_BETA,)
+            if path.startswith("/v1/files"):
+                betas = ANY_BETA
             by_path.setdefault(path, {})[method] = self.api(f"{method} {path}", handler, writes=writes, betas=betas)
         routes = [Route(path, _method_switch(handlers), methods=list(handlers)) for path, handlers in by_path.items()]
         c = "/_emulator"

@@ -22,7 +22,7 @@ import binascii
 import itertools
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -65,6 +65,8 @@ class SessionScript:
     rescheduling: bool = False
     refusal_category: str = "cyber"
     refusal_explanation: str = "the request asks for harmful code"
+    # What the agent writes (emulator/files.py): [{"filename", "content" | "size", "mime_type"?}].
+    files: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> SessionScript:
@@ -77,6 +79,9 @@ class SessionScript:
             raise ValueError(f"outcome_result must be one of {list(OUTCOME_RESULTS)}")
         if script.iterations < 1 or script.turn_seconds < 0 or script.start_delay < 0:
             raise ValueError("iterations must be >= 1, turn_seconds and start_delay >= 0")
+        from airflow_provider_managed_agents.emulator.files import checked_script_files
+
+        script.files = checked_script_files(script.files)
         return script
 
 

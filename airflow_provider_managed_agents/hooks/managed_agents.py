@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -41,6 +43,7 @@ from airflow_provider_managed_agents.hooks.wire import (
     Call,
     Secret,
     Settings,
+    error_from_transport,
     longest_call,
 )
 from airflow_provider_managed_agents.models.agents import (
@@ -57,6 +60,7 @@ from airflow_provider_managed_agents.models.environments import (
     EnvironmentListFilters,
     UpdateEnvironmentParams,
 )
+from airflow_provider_managed_agents.models.files import FileListFilters, FileMetadata, FilePage
 from airflow_provider_managed_agents.models.memory_stores import (
     CreateMemoryStoreParams,
     MemoryStore,
@@ -116,6 +120,8 @@ RUN_CLOCK_ALLOWANCE = timedelta(seconds=5)
 # this long to wind down before archiving.
 ARCHIVE_ATTEMPTS = 6
 ARCHIVE_PAUSE_SECONDS = 1.0
+# A download holds at most this much of a file in memory.
+DOWNLOAD_CHUNK_BYTES = 1024 * 1024
 
 
 def path_id(value: Any, field: str) -> str:
@@ -1392,3 +1398,218 @@ class ManagedAgentsHook(BaseHook):
             True,
             f"Connected to {self.settings.base_url} ({len(page.data)} deployment(s) visible on the first page).",
         )
+
+    # --- files: what a session wrote (the Files API) --------------------------------------------
+    #
+    # A session's outputs are files scoped to it: listed with ``scope_id`` = the session id, read
+    # as metadata, downloaded as a stream (never whole in memory). They go out with the
+    # managed-agents beta, as the API's documentation sends them (the SDK with that beta in
+    # ``betas``). Only the start of a download is retried (as any read): bytes lost mid-stream
+    # raise ``ManagedAgentsConnectionError`` and the caller downloads again.
+
+    @staticmethod
+    def _file_path(file_id: str, suffix: str = "") -> str:
+        return f"/v1/files/{path_id(file_id, 'file_id')}{suffix}"
+
+    @staticmethod
+    def _list_files_call(filters: FileListFilters) -> Call[FilePage]:
+        return Call("GET", "/v1/files", FilePage, query=filters.to_query())
+
+    def _download_call(self, file_id: str) -> Call[FileMetadata]:
+        # The body is the file's bytes and is never parsed: the model only types the call (an
+        # error answer still parses from the API's envelope).
+        return Call("GET", self._file_path(file_id, "/content"), FileMetadata)
+
+    def list_files(self, **filters: Any) -> Iterator[FileMetadata]:
+        """Every file matching ``filters``, page by page (one page in memory).
+
+        :param filters: ``scope_id`` (a session id: the files that session wrote), ``limit``
+            (page size, up to 1,000).
+        :return: a lazy iterator of file metadata.
+        """
+        first = _coerce(FileListFilters, filters, "list_files filters")
+        return self._paginate(first, self._list_files_call)
+
+    def alist_files(self, **filters: Any) -> AsyncIterator[FileMetadata]:
+        """:meth:`list_files` with the async client.
+
+        :param filters: as :meth:`list_files`.
+        :return: a lazy async iterator of file metadata.
+        """
+        first = _coerce(FileListFilters, filters, "list_files filters")
+        return self._apaginate(first, self._list_files_call)
+
+    def list_files_page(self, **filters: Any) -> FilePage:
+        """One page of files: a single request.
+
+        :param filters: as :meth:`list_files`, and ``page`` (a cursor).
+        :return: the page (``data``, ``next_page``).
+        """
+        return self._call(self._list_files_call(_coerce(FileListFilters, filters, "list_files filters")))
+
+    def get_file_metadata(self, file_id: str) -> FileMetadata:
+        """Read a file's metadata.
+
+        :param file_id: the file.
+        :return: its name, MIME type, size, scope.
+        """
+        return self._call(Call("GET", self._file_path(file_id), FileMetadata))
+
+    async def aget_file_metadata(self, file_id: str) -> FileMetadata:
+        """:meth:`get_file_metadata` with the async client.
+
+        :param file_id: the file.
+        :return: its metadata.
+        """
+        return await self._acall(Call("GET", self._file_path(file_id), FileMetadata))
+
+    @staticmethod
+    def _binary(request: httpx.Request) -> httpx.Request:
+        request.headers["accept"] = "application/binary"  # what a download asks for, as the SDK's
+        return request
+
+    @contextlib.contextmanager
+    def stream_file(self, file_id: str, *, chunk_size: int = DOWNLOAD_CHUNK_BYTES) -> Iterator[Iterator[bytes]]:
+        """Download a file's content as a stream: ``with hook.stream_file(id) as chunks:``. At
+        most ``chunk_size`` bytes are held at a time; the connection is released on exit.
+
+        :param file_id: the file.
+        :param chunk_size: bytes per chunk.
+        :return: a context manager giving an iterator of byte chunks.
+        """
+        call = self._download_call(file_id)
+        response = self._open_stream(call)
+        try:
+            yield _chunks(response, call, chunk_size)
+        finally:
+            response.close()
+
+    def _open_stream(self, call: Call[Any]) -> httpx.Response:
+        """The response of ``call`` with its body not read yet, retried as any read until it
+        starts; an error answer raises its typed exception."""
+        attempts = Attempts(call, self.settings.max_retries)
+        while True:
+            outcome: httpx.Response | httpx.TransportError
+            try:
+                response = self.client.send(self._binary(call.build(self.client)), stream=True)
+            except httpx.TransportError as exc:
+                outcome = exc
+            else:
+                if response.is_success:
+                    return response
+                try:
+                    response.read()  # the error envelope
+                    outcome = response
+                except httpx.TransportError as exc:
+                    outcome = exc
+                finally:
+                    response.close()
+            delay = attempts.record(outcome)
+            if delay is None:
+                attempts.result()  # raises the typed error
+                raise AssertionError("an error answer always raises")
+            self._sleep(delay)
+
+    @contextlib.asynccontextmanager
+    async def astream_file(
+        self, file_id: str, *, chunk_size: int = DOWNLOAD_CHUNK_BYTES
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """:meth:`stream_file` with the async client (one request slot held while streaming).
+
+        :param file_id: the file.
+        :param chunk_size: bytes per chunk.
+        :return: an async context manager giving an async iterator of byte chunks.
+        """
+        call = self._download_call(file_id)
+        settings = await self.asettings()
+        attempts = Attempts(call, settings.max_retries)
+        pool = loop_pool()
+        while True:
+            outcome: httpx.Response | httpx.TransportError
+            async with pool.request_slot(self.managed_agents_conn_id, settings) as client:
+                try:
+                    response = await client.send(self._binary(call.build(client)), stream=True)
+                except httpx.TransportError as exc:
+                    outcome = exc
+                else:
+                    if response.is_success:
+                        try:
+                            yield _achunks(response, call, chunk_size)
+                        finally:
+                            await response.aclose()
+                        return
+                    try:
+                        await response.aread()  # the error envelope
+                        outcome = response
+                    except httpx.TransportError as exc:
+                        outcome = exc
+                    finally:
+                        await response.aclose()
+            delay = attempts.record(outcome)
+            if delay is None:
+                attempts.result()  # raises the typed error
+                raise AssertionError("an error answer always raises")
+            await self._asleep(delay)
+            settings = await self.asettings()
+
+    def download_file(self, file_id: str, to: IO[bytes], *, chunk_size: int = DOWNLOAD_CHUNK_BYTES) -> int:
+        """Stream a file's content into ``to`` (a binary file object: local, or an fsspec one).
+
+        :param file_id: the file.
+        :param to: where the bytes go.
+        :param chunk_size: bytes per chunk (the most held at a time).
+        :return: the number of bytes written.
+        """
+        written = 0
+        with self.stream_file(file_id, chunk_size=chunk_size) as chunks:
+            for chunk in chunks:
+                to.write(chunk)
+                written += len(chunk)
+        return written
+
+    async def adownload_file(self, file_id: str, to: IO[bytes], *, chunk_size: int = DOWNLOAD_CHUNK_BYTES) -> int:
+        """:meth:`download_file` with the async client (``to`` is written synchronously: give
+        it a local file).
+
+        :param file_id: the file.
+        :param to: where the bytes go.
+        :param chunk_size: bytes per chunk.
+        :return: the number of bytes written.
+        """
+        written = 0
+        async with self.astream_file(file_id, chunk_size=chunk_size) as chunks:
+            async for chunk in chunks:
+                to.write(chunk)
+                written += len(chunk)
+        return written
+
+    # --- reads with a deadline -------------------------------------------------------------------
+
+    def bounded(self, *, timeout: float, max_retries: int = 0) -> ManagedAgentsHook:
+        """A new hook on the same connection with its own client and a shorter budget: each
+        call takes at most ``timeout`` seconds per attempt and ``max_retries`` re-sends. For reads
+        that must end by a deadline, such as OpenLineage's, which Airflow makes in a child process
+        it kills after ``[openlineage] execution_timeout``.
+
+        :param timeout: seconds per request (connect included).
+        :param max_retries: re-sends of a transient failure.
+        :return: the new hook (close it when done).
+        """
+        hook = type(self)(managed_agents_conn_id=self.managed_agents_conn_id)
+        hook._settings = dataclasses.replace(self.settings, timeout=timeout, max_retries=max_retries)
+        return hook
+
+
+def _chunks(response: httpx.Response, call: Call[Any], chunk_size: int) -> Iterator[bytes]:
+    try:
+        yield from response.iter_bytes(chunk_size)
+    except httpx.TransportError as exc:
+        raise error_from_transport(exc, call) from None
+
+
+async def _achunks(response: httpx.Response, call: Call[Any], chunk_size: int) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in response.aiter_bytes(chunk_size):
+            yield chunk
+    except httpx.TransportError as exc:
+        raise error_from_transport(exc, call) from None

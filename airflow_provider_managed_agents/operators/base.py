@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator, BaseOperatorLink
 
 from airflow_provider_managed_agents.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_managed_agents.lineage import OpenLineageReporter
 from airflow_provider_managed_agents.links import (
     DEPLOYMENT_URL_KEY,
     ManagedAgentsDeploymentLink,
@@ -39,7 +40,7 @@ STRUCTURED_EXTENSIONS = (".json", ".yaml", ".yml")
 TEXT_EXTENSIONS = (".md", ".txt")
 
 
-class ManagedAgentsBaseOperator(BaseOperator):
+class ManagedAgentsBaseOperator(OpenLineageReporter, BaseOperator):
     """Shared plumbing: the hook, XCom of results, the deployment link and readable logs.
 
     :param managed_agents_conn_id: the ``managed_agents`` connection (or an ``anthropic`` one).
@@ -108,6 +109,7 @@ class ManagedAgentsBaseOperator(BaseOperator):
         from airflow_provider_managed_agents.assets import announce
 
         context["ti"].xcom_push(key="deployment", value=deployment.model_dump(mode="json"))
+        self._note_lineage(deployment_id=deployment.id, deployment=deployment.model_dump(mode="json"))
         self._link_to(context, deployment.id)
         announce(context, self.outlets, deployment_id=deployment.id)
         return deployment.id

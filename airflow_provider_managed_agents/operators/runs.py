@@ -57,6 +57,8 @@ class ManagedAgentsRunDeploymentOperator(SessionFollower, ManagedAgentsBaseOpera
 
     template_fields: Sequence[str] = ("deployment_id", "managed_agents_conn_id")
     operator_extra_links: Collection[BaseOperatorLink] = (ManagedAgentsDeploymentLink(), ManagedAgentsSessionLink())
+    # What starts the runs of this task, for lineage (also after a deferral, when the run is gone).
+    lineage_trigger_type = "manual"
 
     def __init__(
         self,
@@ -96,6 +98,7 @@ class ManagedAgentsRunDeploymentOperator(SessionFollower, ManagedAgentsBaseOpera
             run, earlier = self._send(journal, deployment_id, context["ti"].try_number)
         self._publish_run(context, run)
         error = exception_for_run(run)
+        self._note_error(error)
         if error is not None or not self.wait_for_session_end or run.session_id is None:
             journal.forget()
             if error is not None:
@@ -224,6 +227,12 @@ class ManagedAgentsRunDeploymentOperator(SessionFollower, ManagedAgentsBaseOpera
 
         ti = context["ti"]
         ti.xcom_push(key="deployment_run", value=run.model_dump(mode="json"))
+        self._note_lineage(
+            run=run.model_dump(mode="json"),
+            deployment_id=run.deployment_id,
+            deployment_run_id=run.id,
+            session_id=run.session_id,
+        )
         ti.xcom_push(key="session_id", value=run.session_id)
         self._link_to(context, run.deployment_id)
         if run.session_id is not None:

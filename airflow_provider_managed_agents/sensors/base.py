@@ -16,6 +16,7 @@ from airflow.sdk import BaseOperator, BaseSensorOperator, PokeReturnValue
 from airflow_provider_managed_agents.compat import default_deferrable
 from airflow_provider_managed_agents.following import SessionFollower, TimeLimit
 from airflow_provider_managed_agents.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_managed_agents.lineage import OpenLineageReporter
 from airflow_provider_managed_agents.links import record_links_unknown
 from airflow_provider_managed_agents.waiting import clock
 
@@ -34,7 +35,7 @@ DEADLINE_MARGIN = timedelta(seconds=1)
 MIN_POKE_SECONDS = 1.0
 
 
-class ManagedAgentsSensorBase(SessionFollower, BaseSensorOperator):
+class ManagedAgentsSensorBase(SessionFollower, OpenLineageReporter, BaseSensorOperator):
     """The plumbing of the provider's sensors (not used directly).
 
     :param poll_interval: seconds between looks.
@@ -80,6 +81,7 @@ class ManagedAgentsSensorBase(SessionFollower, BaseSensorOperator):
         sensors)."""
         from airflow_provider_managed_agents.compat import AirflowSkipException
 
+        self._note_error(error)
         if self.soft_fail or self.never_fail:
             flag = "soft_fail" if self.soft_fail else "never_fail"
             raise AirflowSkipException(f"Skipped ({flag}): {error}") from error

@@ -144,6 +144,13 @@ class ManagedAgentsDeploymentRunSensor(ManagedAgentsSensorBase):
         from airflow_provider_managed_agents.reporting import describe_run
 
         if verdict.run is not None:
+            run = verdict.run
+            self._note_lineage(
+                run=run.model_dump(mode="json"),
+                deployment_id=run.deployment_id,
+                deployment_run_id=run.id,
+                session_id=run.session_id,
+            )
             ti = context["ti"]
             ti.xcom_push(key="deployment_run", value=verdict.run.model_dump(mode="json"))
             ti.xcom_push(key="session_id", value=verdict.run.session_id)

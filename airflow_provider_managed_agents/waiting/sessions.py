@@ -129,7 +129,7 @@ class SessionVerdict:
         return self.status != "waiting"
 
 
-def _newest_evaluations(facts: SessionFacts) -> list[dict[str, Any]]:
+def newest_evaluations(facts: SessionFacts) -> list[dict[str, Any]]:
     """The newest evaluation of each defined outcome."""
     newest: dict[str, dict[str, Any]] = {}
     for evaluation in facts.outcome_evaluations:
@@ -169,7 +169,7 @@ def judge(facts: SessionFacts) -> SessionVerdict:
     stop = facts.stop_reason
     details = facts.stop_details or {}
     if stop == "end_turn":
-        evaluations = _newest_evaluations(facts)
+        evaluations = newest_evaluations(facts)
         if any(e["result"] in OUTCOME_IN_PROGRESS for e in evaluations):
             return SessionVerdict("waiting", facts)
         unmet = next((e for e in evaluations if e["result"] != "satisfied"), None)

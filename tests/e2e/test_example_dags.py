@@ -70,6 +70,7 @@ def test_example_dags_import_without_errors() -> None:
     expected = {"deployment_lifecycle", "data_pipeline_trigger", "agent_version_rollout", "agent_as_pipeline_step"}
     expected |= {"react_to_agent_runs", "run_agent_and_announce", "after_agent_run", "provision_agent_environment"}
     expected |= {"react_to_pushed_runs", "after_pushed_sessions_end"}
+    expected |= {"agent_report_to_object_storage"}
     assert expected <= set(bag.dag_ids)
 
 

@@ -5,6 +5,8 @@ differ on purpose (``x-api-key`` here, ``Authorization: Bearer`` there; the API 
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -94,7 +96,25 @@ STORE = {
     "created_at": T,
     "updated_at": T,
 }
-LISTS = ("/v1/sessions", "/v1/deployments", "/v1/deployment_runs", "/v1/agents", "/v1/environments", "/v1/vaults")
+FILE = {
+    "id": "file_1",
+    "type": "file",
+    "filename": "report.md",
+    "mime_type": "text/markdown",
+    "size_bytes": 12,
+    "created_at": T,
+    "downloadable": True,
+    "scope": {"type": "session", "id": "sesn_1"},
+}
+LISTS = (
+    "/v1/sessions",
+    "/v1/deployments",
+    "/v1/deployment_runs",
+    "/v1/agents",
+    "/v1/environments",
+    "/v1/vaults",
+    "/v1/files",
+)
 OBJECTS = {"agents": AGENT, "environments": ENVIRONMENT, "vaults": VAULT, "memory_stores": STORE}
 
 
@@ -108,6 +128,8 @@ def answer(path: str, method: str) -> Any:
         return {"id": parts[-1], "type": "deleted"}
     if "credentials" in parts:
         return CREDENTIAL
+    if parts[1] == "files":
+        return FILE  # also the "content" of a download: its bytes are not parsed
     if parts[1] in OBJECTS:
         return OBJECTS[parts[1]]
     if path.endswith("/events") and method == "POST":
@@ -321,6 +343,32 @@ PROVISIONING: list[tuple[str, Callable[[Any], Any], Callable[[ManagedAgentsHook]
     ),
 ]
 
+# A session's files go out with the managed-agents beta, as the API's docs send them; the SDK
+# sends it when asked (``betas=``), which is how its users list a session's outputs.
+AS_DOCUMENTED = {"betas": ["managed-agents-2026-04-01"]}
+FILES: list[tuple[str, Callable[[Any], Any], Callable[[ManagedAgentsHook], Any]]] = [
+    (
+        "list a session's files",
+        lambda b: b.files.list(scope_id="sesn_1", limit=100, **AS_DOCUMENTED),
+        lambda h: h.list_files(scope_id="sesn_1", limit=100),
+    ),
+    (
+        "one page of files",
+        lambda b: b.files.list(scope_id="sesn_1", page="page_abc", **AS_DOCUMENTED),
+        lambda h: h.list_files_page(scope_id="sesn_1", page="page_abc"),
+    ),
+    (
+        "file metadata",
+        lambda b: b.files.retrieve_metadata("file_1", **AS_DOCUMENTED),
+        lambda h: h.get_file_metadata("file_1"),
+    ),
+    (
+        "download a file",
+        lambda b: b.files.download("file_1", **AS_DOCUMENTED).read(),
+        lambda h: h.download_file("file_1", io.BytesIO()),
+    ),
+]
+
 PAIRS: list[tuple[str, Callable[[Any], Any], Callable[[ManagedAgentsHook], Any]]] = [
     ("get session", lambda b: b.sessions.retrieve("sesn_1"), lambda h: h.get_session("sesn_1")),
     (
@@ -367,6 +415,7 @@ PAIRS: list[tuple[str, Callable[[Any], Any], Callable[[ManagedAgentsHook], Any]]
     ),
     ("get run", lambda b: b.deployment_runs.retrieve("drun_1"), lambda h: h.get_deployment_run("drun_1")),
     *PROVISIONING,
+    *FILES,
 ]
 
 
@@ -377,3 +426,70 @@ def test_the_hook_sends_what_the_official_sdk_sends(name: str, sdk: Any, ours: A
     if theirs["method"] == "POST" and theirs["body"] is None:
         assert mine["body"] is None  # action endpoints: no body at all
     assert mine == theirs
+
+
+def test_a_download_asks_for_binary_as_the_sdk_does_and_streams_in_chunks() -> None:
+    sdk_headers: list[Any] = []
+
+    def sdk_handler(request: Any) -> Any:
+        sdk_headers.append(request.headers)
+        return httpx2.Response(200, content=b"x" * 10)
+
+    client = anthropic.Anthropic(
+        api_key="sk-test",
+        base_url="http://api.test",
+        http_client=httpx2.Client(transport=httpx2.MockTransport(sdk_handler)),
+    )
+    client.beta.files.download("file_1", **AS_DOCUMENTED).read()
+    body = bytes(range(256)) * 1000
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=body, headers={"content-type": "application/octet-stream"})
+
+    hook = ManagedAgentsHook()
+    hook._settings = Settings(api_key=Secret("sk-test"), base_url="http://api.test")
+    hook.__dict__["client"] = httpx.Client(transport=httpx.MockTransport(handler), **hook._settings.client_options())
+    with hook.stream_file("file_1", chunk_size=4096) as chunks:
+        sizes = [len(chunk) for chunk in chunks]
+    assert max(sizes) == 4096 and sum(sizes) == len(body)
+    assert seen[0].headers["accept"] == sdk_headers[0]["accept"] == "application/binary"
+
+
+def test_the_async_download_sends_what_the_sync_one_sends(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_managed_agents.hooks import loop_pool as pool_module
+
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path.endswith("/content"):
+            return httpx.Response(200, content=b"abc" * 1000)
+        return httpx.Response(200, json=FILE)
+
+    settings = Settings(api_key=Secret("sk-test"), base_url="http://api.test")
+    monkeypatch.setattr(
+        pool_module,
+        "new_async_client",
+        lambda s: httpx.AsyncClient(transport=httpx.MockTransport(handler), **s.client_options()),
+    )
+    hook = ManagedAgentsHook()
+
+    async def settings_here() -> Settings:
+        return settings
+
+    monkeypatch.setattr(hook, "asettings", settings_here)
+
+    async def download() -> tuple[bytes, Any]:
+        sink = io.BytesIO()
+        written = await hook.adownload_file("file_1", sink, chunk_size=100)
+        metadata = await hook.aget_file_metadata("file_1")
+        return sink.getvalue()[:written], metadata
+
+    content, metadata = asyncio.run(download())
+    assert content == b"abc" * 1000
+    assert metadata.filename == "report.md" and metadata.scope is not None and metadata.scope.id == "sesn_1"
+    sync = through_hook(lambda h: h.download_file("file_1", io.BytesIO()))
+    assert normalised(seen[0].method, str(seen[0].url), seen[0].content, seen[0].headers) == sync
+    assert seen[0].headers["accept"] == "application/binary"
