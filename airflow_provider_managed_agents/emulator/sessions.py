@@ -21,10 +21,11 @@ import base64
 import binascii
 import itertools
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
+from airflow_provider_managed_agents.emulator import actions
 from airflow_provider_managed_agents.models.base import format_timestamp, parse_timestamp
 
 STOP_REASONS = ("end_turn", "requires_action", "retries_exhausted", "budget_reached", "refusal")
@@ -57,6 +58,9 @@ class SessionScript:
     rescheduling: bool = False
     refusal_category: str = "cyber"
     refusal_explanation: str = "the request asks for harmful code"
+    # Rounds of tool calls the agent waits on, and how a denial changes the ending (emulator/actions.py).
+    actions: list[list[dict[str, Any]]] = field(default_factory=list)
+    when_denied: dict[str, Any] | None = None
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> SessionScript:
@@ -69,6 +73,7 @@ class SessionScript:
             raise ValueError(f"outcome_result must be one of {list(OUTCOME_RESULTS)}")
         if script.iterations < 1 or script.turn_seconds < 0 or script.start_delay < 0:
             raise ValueError("iterations must be >= 1, turn_seconds and start_delay >= 0")
+        actions.check_script(script.actions, script.when_denied)
         return script
 
 
@@ -174,7 +179,10 @@ class Sessions:
                 )
             session["_events"].append(event)
         text = script.final_text if script.final_text is not None else self._default_text(deployment)
-        session["_steps"] = [asdict(s) for s in _plan(session, script, now, text)]
+        if script.actions:
+            session["_steps"] = [asdict(s) for s in actions.round_steps(session, script, now, 0)]
+        else:
+            session["_steps"] = [asdict(s) for s in _plan(session, script, now, text)]
         self.by_id[session_id] = session
         return session
 
@@ -227,6 +235,7 @@ class Sessions:
     def interrupt(self, session: dict[str, Any], now: datetime) -> dict[str, Any]:
         event = {"type": "user.interrupt", "id": _event_id(), "processed_at": format_timestamp(now)}
         session["_events"].append(event)
+        actions.interrupt_pending(session, now)
         if session["status"] in ("running", "rescheduling"):
             session["_steps"] = []
             stamp = format_timestamp(now + timedelta(milliseconds=1))
