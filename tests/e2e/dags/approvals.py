@@ -4,12 +4,14 @@ custom tools' callables (``agent_tools``).
 ``approvals_<mode>``: a deployment, the emulator told how its session asks (``set_script`` takes
 the script from the run's conf, standing in for an agent whose tools are ``always_ask``), and a
 run operator that follows the session and answers it; in the worker or deferred.
+``approvals_timeout``: nobody answers within ``approval_timeout``: the default (deny) applies.
 ``approvals_sensor``: the same session followed by a deferrable ``ManagedAgentsSessionSensor``.
 ``custom_tools_only``: nothing for a person, custom tools answered by Python (any Airflow 3).
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -55,6 +57,19 @@ if human_in_the_loop()[0] is not None:
                 custom_tools=TOOLS,
             )
             create >> set_script(create.output) >> run
+
+    with DAG("approvals_timeout", schedule=None, start_date=START):
+        create = deployment()
+        run = ManagedAgentsRunDeploymentOperator(
+            task_id="run",
+            deployment_id=create.output,
+            wait_for_session_end=True,
+            deferrable=True,
+            poll_interval=1,
+            approve_tools_with="hitl",
+            approval_timeout=timedelta(seconds=5),  # then the default: deny
+        )
+        create >> set_script(create.output) >> run
 
     with DAG("approvals_sensor", schedule=None, start_date=START):
         create = deployment()
