@@ -396,8 +396,9 @@ def _deny_message_param() -> dict[str, Any]:
     from airflow_provider_managed_agents.compat import hitl_params_serialized
     from airflow_provider_managed_agents.waiting.actions import DENY_MESSAGE_PARAM
 
-    param = Param("", type="string", title="Deny message", description="Sent to the agent with Deny (optional)")
-    return {DENY_MESSAGE_PARAM: param.serialize() if hitl_params_serialized() else ""}
+    # Optional (null allowed): a required field would hold the Allow button back in the UI.
+    param = Param(None, type=["null", "string"], title="Deny message", description="Sent to the agent with Deny")
+    return {DENY_MESSAGE_PARAM: param.serialize() if hitl_params_serialized() else None}
 
 
 def _required_actions_url(ti: Any) -> str:

@@ -70,7 +70,9 @@ class RequiredActions:
         query = {"response_received": "false", "limit": 100}
         response = self.client.get(f"/dags/{dag_id}/dagRuns/~/hitlDetails", params=query)
         response.raise_for_status()
-        return [d for d in response.json()["hitl_details"] if d["task_instance"]["state"] in ("awaiting_input", "deferred")]
+        return [
+            d for d in response.json()["hitl_details"] if d["task_instance"]["state"] in ("awaiting_input", "deferred")
+        ]
 
     def wait_for_request(self, dag_id: str, task_id: str, timeout: float, poll: float = 0.5) -> dict[str, Any]:
         """The first request of ``task_id`` that waits for an answer (once its task waits)."""
