@@ -93,7 +93,10 @@ __all__ = [
     "connection_form_widgets",
     "default_deferrable",
     "get_connection",
+    "hitl_params_serialized",
+    "human_in_the_loop",
     "mask_secret",
+    "redact",
     "triggers_hear_kills",
     "xcom_value",
 ]
@@ -216,3 +219,69 @@ def xcom_value(ti_key: Any, key: str) -> Any:
     except ImportError:  # pragma: no cover - older layouts
         from airflow.models.xcom import XCom  # type: ignore[no-redef]
     return XCom.get_value(ti_key=ti_key, key=key)
+
+
+# --- human-in-the-loop (Airflow >= 3.1) ----------------------------------------------------------
+
+# The first apache-airflow-providers-standard whose HITLTrigger matches Airflow 3.1's Task SDK.
+STANDARD_PROVIDER_FOR_HITL = (1, 9, 0)
+
+
+def human_in_the_loop() -> tuple[str | None, str]:
+    """How this Airflow waits for a person's answer without holding a worker: ``awaiting_input``
+    (3.3+: the task parks, no trigger), ``trigger`` (3.1 and 3.2: a deferral to the standard
+    provider's ``HITLTrigger``), or None; and what is missing when None. Cheap: nothing is
+    imported but ``airflow.sdk.exceptions`` (a DAG file's import)."""
+    import importlib.util
+    from importlib.metadata import PackageNotFoundError, version
+
+    import airflow
+
+    if importlib.util.find_spec("airflow.sdk.execution_time.hitl") is None:
+        return None, f"Airflow's human-in-the-loop needs Airflow >= 3.1 (this is Airflow {airflow.__version__})"
+    from airflow.sdk import exceptions
+
+    if hasattr(exceptions, "TaskAwaitingInput"):
+        return "awaiting_input", ""
+    try:
+        standard = version("apache-airflow-providers-standard")
+    except PackageNotFoundError:
+        standard = None
+    needed = ".".join(map(str, STANDARD_PROVIDER_FOR_HITL))
+    if standard is None or _release(standard) < STANDARD_PROVIDER_FOR_HITL:
+        found = f"{standard} is installed" if standard else "it is not installed"
+        return None, (
+            f"Airflow's human-in-the-loop needs apache-airflow-providers-standard >= {needed} on Airflow "
+            f"{airflow.__version__} ({found})"
+        )
+    return "trigger", ""
+
+
+def _release(text: str) -> tuple[int, ...]:
+    parts = []
+    for part in text.split(".")[:3]:
+        digits = "".join(c for c in part if c.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def hitl_params_serialized() -> bool:
+    """Whether a human-in-the-loop request's params go out as ``Param.serialize()`` (Airflow >=
+    3.1.3, what its UI renders as a form) rather than as plain values (3.1.0 to 3.1.2)."""
+    import airflow
+
+    return _release(airflow.__version__) >= (3, 1, 3)
+
+
+def redact(value: Any) -> Any:
+    """``value`` with every secret Airflow masks in logs replaced (connections' passwords, the
+    API key, what ``mask_secret`` registered), for text that leaves through another door than
+    the log (a human-in-the-loop request, XCom)."""
+    try:  # Airflow >= 3.1
+        from airflow.sdk._shared.secrets_masker import redact as redacting
+    except ImportError:
+        try:
+            from airflow.sdk.execution_time.secrets_masker import redact as redacting  # type: ignore[no-redef]
+        except ImportError:  # pragma: no cover - a layout without a masker
+            return value
+    return redacting(value)

@@ -23,9 +23,11 @@ On the DAG-parse path only through its light module-level imports.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+from airflow_provider_managed_agents.answering import ActionAnswerer
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -61,10 +63,12 @@ class TimeLimit:
         return limit
 
 
-class SessionFollower:
+class SessionFollower(ActionAnswerer):
     """Mixed into a task that follows a session; it provides ``hook``, ``log``,
     ``managed_agents_conn_id``, ``poll_interval``, ``final_message_max_chars`` and
-    ``on_kill_session``, and calls these."""
+    ``on_kill_session``, and calls these. A session waiting on actions is answered when the
+    task was told how (:mod:`~airflow_provider_managed_agents.answering`); the task then
+    provides ``_follow_on``."""
 
     if TYPE_CHECKING:
 
@@ -124,6 +128,30 @@ class SessionFollower:
         self._watch_session(session_id)
         return follow(self._session_pace(session_id, limit, first_look), self._look_at_session(session_id))
 
+    def _follow_answering_here(
+        self, context: Context, session_id: str, limit: TimeLimit, first_look: datetime, carry: dict[str, Any]
+    ) -> SessionVerdict:
+        """Follow the session here until it ends, answering what it waits for as often as it
+        asks (custom tools here; asking a person parks the task)."""
+        from airflow_provider_managed_agents.waiting import clock
+
+        while True:
+            verdict = self._follow_here(session_id, limit, first_look)
+            answered = self._answered(context, verdict, carry)
+            if answered is not None:
+                return answered
+            first_look = min(clock.now() + timedelta(seconds=self.poll_interval), limit.deadline)
+
+    def _answered(self, context: Context, verdict: SessionVerdict, carry: dict[str, Any]) -> SessionVerdict | None:
+        """None when the session waited on actions and has its answers now (follow it again);
+        else the verdict to publish (with why this task could not answer, when it could not)."""
+        if not self._answering(verdict):
+            return verdict
+        cannot = self._answer(context, verdict, carry)
+        if cannot is None:
+            return None
+        return replace(verdict, error=cannot, reason=str(cannot))
+
     def _session_trigger(
         self,
         session_id: str,
@@ -173,7 +201,11 @@ class SessionFollower:
         ended = decode(event, SessionWaitEvent)
         self._note_lineage(deployment_id=ended.deployment_id, deployment_run_id=ended.run_id)
         self._watch_session(ended.session_id)
-        verdict = ended.verdict()
+        carry = {"session_id": ended.session_id, "run_id": ended.run_id, "deployment_id": ended.deployment_id}
+        verdict = self._answered(context, ended.verdict(), carry)
+        if verdict is None:  # answered: follow it again (a deferred task defers again)
+            self._follow_on(context, carry)
+            raise AssertionError("unreachable: a deferred follow defers again")
         error = self._publish_session(context, ended.session_id, verdict, limit=ended.limit, stopped=ended.stopped)
         return ended, error
 

@@ -1,5 +1,7 @@
 """`make demo`: run the `deployment_lifecycle` and `agent_as_pipeline_step` example DAGs end to
 end with `airflow dags test` (``--all``: every example DAG that runs offline; ``--dag``: one).
+A DAG whose agent asks a person (``agent_with_approval``) runs beside an api-server, the demo
+answering as the person; below Airflow 3.1 (no human-in-the-loop) it is skipped, saying why.
 
 Against the local emulator by default (started and stopped here, seeded with an agent and an
 environment). With ANTHROPIC_API_KEY, MANAGED_AGENTS_AGENT_ID and MANAGED_AGENTS_ENVIRONMENT_ID
@@ -36,9 +38,25 @@ EXAMPLE_DAG_IDS = [
     "react_to_pushed_runs",
     "after_pushed_sessions_end",
     "agent_report_to_object_storage",
+    "agent_with_approval",
 ]
 # What the emulator's agents write in their sessions (agent_report_to_object_storage reads it).
 DEMO_REPORT = "Publish: yes\n\n1,200 rows loaded; 3 rejected as duplicates (rows 17, 212, 988).\n"
+# Example DAGs whose agent asks a person (Airflow's human-in-the-loop, Airflow >= 3.1): the demo
+# tells the emulator's session what to ask, starts an api-server and answers as the person. The
+# task they wait on, and the session's script.
+ASKING = {
+    "agent_with_approval": (
+        "clean_up",
+        {
+            "actions": [
+                [{"custom_tool": "row_count", "input": {"table": "orders_tmp"}}],
+                [{"tool": "bash", "input": {"command": "psql -c 'DROP TABLE orders_tmp'"}}],
+            ],
+            "final_text": "Dropped orders_tmp (0 rows); the other tables stay.",
+        },
+    )
+}
 BIN = Path(sys.executable).parent
 DEMO_KEY = "demo-emulator-key"
 
@@ -116,6 +134,9 @@ def main() -> int:
         codes = []
         for dag_id in dag_ids:
             log = DEMO_HOME / f"{dag_id}.log"
+            if dag_id in ASKING:
+                codes.append(run_asking(dag_id, env, log, emulator))
+                continue
             print(f"\nRunning `airflow dags test {dag_id}` (log: {shown(log)})")
             started = time.monotonic()
             code = run([str(BIN / "airflow"), "dags", "test", dag_id], env, log)
@@ -128,6 +149,54 @@ def main() -> int:
     finally:
         if emulator is not None:
             emulator.stop()
+
+
+def run_asking(dag_id: str, env: dict[str, str], log: Path, emulator: EmulatorHandle | None) -> int:
+    """A DAG whose agent asks a person: `airflow dags test` beside an api-server, the demo
+    answering every request with Allow. Airflow 3.3 parks the task and `dags test` resumes it;
+    3.1 and 3.2 defer it to HITLTrigger, which needs a triggerer, so the task runs through the
+    executor (`--use-executor`). Below 3.1 it is skipped (the DAG file defines no DAG there)."""
+    from required_actions import api_server, stop
+
+    from airflow_provider_managed_agents.compat import human_in_the_loop
+
+    mode, missing = human_in_the_loop()
+    if mode is None:
+        print(f"\nSkipping {dag_id}: {missing}; its file defines no DAG on this Airflow")
+        return 0
+    task_id, script = ASKING[dag_id]
+    if emulator is not None:
+        emulator.control("POST", "sessions/next_script", script)
+    with api_server(env, log=DEMO_HOME / "api-server.log") as person:
+        command = [str(BIN / "airflow"), "dags", "test", dag_id]
+        triggerer = None
+        if mode == "trigger":
+            command.insert(3, "--use-executor")
+            out = (DEMO_HOME / "triggerer.log").open("ab")
+            triggerer = subprocess.Popen(
+                [str(BIN / "airflow"), "triggerer"],
+                env=person.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        print(f"\nRunning `{' '.join(command[1:])}`, answering as the person at {person.base_url} (log: {shown(log)})")
+        started = time.monotonic()
+        with log.open("w") as out_log:
+            process = subprocess.Popen(command, env=person.env, stdout=out_log, stderr=subprocess.STDOUT)
+            try:
+                while process.poll() is None:
+                    for request in person.pending(dag_id):
+                        if request["task_instance"]["task_id"] == task_id:
+                            person.answer(request, "Allow")
+                            print(f"  answered Allow: {request['subject']}")
+                    time.sleep(1)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                if triggerer is not None:
+                    stop(triggerer)
+    return summarize(dag_id, process.returncode, time.monotonic() - started)
 
 
 def watched_deployment(emulator: EmulatorHandle) -> str:

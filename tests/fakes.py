@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -31,6 +32,7 @@ class FakeTI:
         start_date: Any = None,
     ) -> None:
         self.dag_id, self.task_id, self.run_id, self.map_index = dag_id, task_id, run_id, -1
+        self.id = uuid.uuid4()
         self.try_number = try_number
         self.start_date = start_date
         self.xcom: dict[str, Any] = {}
@@ -39,6 +41,11 @@ class FakeTI:
     def xcom_push(self, key: str, value: Any) -> None:
         json.dumps(value)
         self.xcom[key] = value
+
+    def xcom_pull(self, task_ids: Any = None, key: str = "return_value", **_: Any) -> Any:
+        """This task's own XComs (what a task reads back of itself)."""
+        assert task_ids in (None, self.task_id), "only this task's XComs are faked"
+        return json.loads(json.dumps(self.xcom[key])) if key in self.xcom else None
 
     def get_first_reschedule_date(self, context: Any) -> Any:
         return self.first_reschedule

@@ -78,7 +78,14 @@ iterations, then the scripted result), ``session.usage``, and the scripted endin
 reason, or ``session.error`` + ``session.status_terminated``). ``user.interrupt`` ends a running
 turn (``end_turn``; an unfinished outcome becomes ``interrupted``); ``user.message`` on an idle
 session starts a new turn; archive and delete are refused (400) while it runs; events to an
-archived session are refused (409). ``GET /v1/sessions`` filters by deployment, status, agent and
+archived session are refused (409). A script's ``actions`` make the agent ask
+(:mod:`~airflow_provider_managed_agents.emulator.actions`): rounds of ``agent.tool_use`` /
+``agent.mcp_tool_use`` calls held for a confirmation and ``agent.custom_tool_use`` calls, each round
+idle with ``requires_action`` naming them; ``user.tool_confirmation`` and
+``user.custom_tool_result`` answer them (an answer to anything not pending, or a ``deny_message``
+with ``allow``, is a 400 ``invalid_request_error``; answering some re-emits the idle event with the
+rest); a denial changes the ending (``when_denied``); ``user.interrupt`` while calls are pending
+ends the turn. ``GET /v1/sessions`` filters by deployment, status, agent and
 time with both cursors; ``GET .../events`` by ``types[]`` and time, in either ``order``, with
 cursors tied to their order; ``GET .../events/stream`` sends server-sent events from the moment it
 opens, with ``ping`` heartbeats.
@@ -145,10 +152,15 @@ Control endpoints (JSON, no auth), off the API's path space:
                                                      "input_tokens", "output_tokens", "error_type",
                                                      "error_message", "rescheduling",
                                                      "refusal_category", "refusal_explanation",
-                                                     "files"}``
+                                                     "files", "actions", "when_denied"}``
                                                      (ending: a stop reason, also an unknown one, or
                                                      ``terminated``; files: what the agent writes,
-                                                     ``[{"filename", "content" | "size"}]``)
+                                                     ``[{"filename", "content" | "size"}]``;
+                                                     actions: rounds of calls the agent waits on,
+                                                     each ``{"tool", "input", "mcp_server"?}`` or
+                                                     ``{"custom_tool", "input"}``; when_denied:
+                                                     ``{"final_text", "outcome_result", "ending"}``
+                                                     after a denial)
 ``POST /_emulator/sessions/next_script``              the same, for the next session of any deployment
 ``POST /_emulator/sessions/default_script``           the same, for every later session of a deployment
                                                      without a script of its own

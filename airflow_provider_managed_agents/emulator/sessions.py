@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
+from airflow_provider_managed_agents.emulator import actions
 from airflow_provider_managed_agents.models.base import format_timestamp, parse_timestamp
 
 STOP_REASONS = ("end_turn", "requires_action", "retries_exhausted", "budget_reached", "refusal")
@@ -67,6 +68,9 @@ class SessionScript:
     refusal_explanation: str = "the request asks for harmful code"
     # What the agent writes (emulator/files.py): [{"filename", "content" | "size", "mime_type"?}].
     files: list[dict[str, Any]] = field(default_factory=list)
+    # Rounds of tool calls the agent waits on, and how a denial changes the ending (emulator/actions.py).
+    actions: list[list[dict[str, Any]]] = field(default_factory=list)
+    when_denied: dict[str, Any] | None = None
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> SessionScript:
@@ -82,6 +86,7 @@ class SessionScript:
         from airflow_provider_managed_agents.emulator.files import checked_script_files
 
         script.files = checked_script_files(script.files)
+        actions.check_script(script.actions, script.when_denied)
         return script
 
 
@@ -189,7 +194,10 @@ class Sessions:
                 )
             session["_events"].append(event)
         text = script.final_text if script.final_text is not None else self._default_text(deployment)
-        session["_steps"] = [asdict(s) for s in _plan(session, script, now, text)]
+        if script.actions:
+            session["_steps"] = [asdict(s) for s in actions.round_steps(session, script, now, 0)]
+        else:
+            session["_steps"] = [asdict(s) for s in _plan(session, script, now, text)]
         self.by_id[session_id] = session
         self.notify("session.created", session_id)
         return session
@@ -203,7 +211,7 @@ class Sessions:
         """Let every step the clock has passed happen."""
         steps = session["_steps"]
         while steps and parse_timestamp(steps[0]["at"]) <= now:
-            self._apply(session, _Step(**steps.pop(0)))
+            self.apply_step(session, _Step(**steps.pop(0)))
         if session["status"] in ("running", "rescheduling"):
             started = parse_timestamp(session["_started"])
             session["stats"] = {"active_seconds": (now - started).total_seconds(), "duration_seconds": 0.0}
@@ -213,7 +221,7 @@ class Sessions:
             if session["_steps"]:
                 self.advance(session, now)
 
-    def _apply(self, session: dict[str, Any], step: _Step) -> None:
+    def apply_step(self, session: dict[str, Any], step: _Step) -> None:
         if step.event is not None:
             session["_events"].append({**step.event, "processed_at": step.at})
         changed = step.status is not None and step.status != session["status"]
@@ -247,13 +255,14 @@ class Sessions:
     def interrupt(self, session: dict[str, Any], now: datetime) -> dict[str, Any]:
         event = {"type": "user.interrupt", "id": _event_id(), "processed_at": format_timestamp(now)}
         session["_events"].append(event)
+        actions.interrupt_pending(session, now, self.apply_step)
         if session["status"] in ("running", "rescheduling"):
             session["_steps"] = []
             stamp = format_timestamp(now + timedelta(milliseconds=1))
             for evaluation in session["outcome_evaluations"]:
                 if evaluation["result"] in ("pending", "running", "evaluating"):
                     evaluation.update(result="interrupted", completed_at=stamp, explanation="interrupted by the user")
-            self._apply(
+            self.apply_step(
                 session,
                 _Step(
                     at=stamp,

@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_managed_agents.emulator import actions
 from airflow_provider_managed_agents.emulator.problems import bad_request, conflict, not_found
 from airflow_provider_managed_agents.emulator.provisioning import (
     DEFAULT_AGENT,
@@ -642,15 +643,19 @@ class World:
         if not events:
             raise bad_request("events: at least one event is required")
         now = self.clock.now()
-        recorded = []
-        for event in events:
-            kind = event.get("type") if isinstance(event, dict) else None
+        kinds = [event.get("type") if isinstance(event, dict) else None for event in events]
+        accepted = ("user.interrupt", "user.message", *actions.ANSWER_TYPES)
+        refused = next((kind for kind in kinds if kind not in accepted), None)
+        if refused is not None or None in kinds:
+            raise bad_request(f"events: the emulator accepts {', '.join(accepted)}, not {refused!r}")
+        answers = [event for event, kind in zip(events, kinds, strict=True) if kind in actions.ANSWER_TYPES]
+        # Checked, all or none.
+        recorded = actions.answer(session, answers, now, self.sessions.apply_step) if answers else []
+        for event, kind in zip(events, kinds, strict=True):
             if kind == "user.interrupt":
                 recorded.append(self.sessions.interrupt(session, now))
             elif kind == "user.message":
                 recorded.append(self.sessions.message(session, event, now))
-            else:
-                raise bad_request(f"events: the emulator accepts user.interrupt and user.message, not {kind!r}")
         return {"data": recorded}
 
     def archive_session(self, session_id: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any, TypeVar
@@ -46,6 +46,7 @@ from airflow_provider_managed_agents.hooks.wire import (
     error_from_transport,
     longest_call,
 )
+from airflow_provider_managed_agents.models.actions import AnswersParams, CustomToolResultParam, ToolConfirmationParam
 from airflow_provider_managed_agents.models.agents import (
     Agent,
     AgentListFilters,
@@ -84,7 +85,19 @@ from airflow_provider_managed_agents.models.params import (
     with_idempotency_marker,
 )
 from airflow_provider_managed_agents.models.runs import DeploymentRun, RunSend
-from airflow_provider_managed_agents.models.session_events import SentEvents, SessionEvent, SessionEventPage
+from airflow_provider_managed_agents.models.session_events import (
+    ACTION_EVENT_TYPES,
+    ActionAnswer,
+    ActionCall,
+    AgentCustomToolUse,
+    AgentMcpToolUse,
+    AgentToolUse,
+    SentEvents,
+    SessionEvent,
+    SessionEventPage,
+    UserCustomToolResult,
+    UserToolConfirmation,
+)
 from airflow_provider_managed_agents.models.sessions import Session, SessionPage
 from airflow_provider_managed_agents.models.vaults import (
     CreateCredentialParams,
@@ -880,6 +893,63 @@ class ManagedAgentsHook(BaseHook):
                 if attempt == ARCHIVE_ATTEMPTS - 1:
                     raise
                 await asyncio.sleep(ARCHIVE_PAUSE_SECONDS)
+
+    # --- answering what a session waits for (requires_action) ----------------------------------
+
+    def find_action_events(
+        self, session_id: str, event_ids: Sequence[str]
+    ) -> tuple[dict[str, ActionCall], dict[str, ActionAnswer]]:
+        """The tool calls ``event_ids`` names (a ``requires_action`` stop reason's), and the
+        answers the session already holds to them: its tool-call and answer events read newest
+        first, page by page, until every call is found (usually one request).
+
+        :param session_id: the session.
+        :param event_ids: the pending events' ids.
+        :return: the calls by event id (a call not found is missing), and the answers by the id
+            of the call each answers.
+        """
+        wanted = set(event_ids)
+        calls: dict[str, ActionCall] = {}
+        answers: dict[str, ActionAnswer] = {}
+        events = self.list_session_events(session_id, types=list(ACTION_EVENT_TYPES), order="desc", limit=100)
+        for event in events:
+            if isinstance(event, (AgentToolUse, AgentMcpToolUse, AgentCustomToolUse)) and event.id in wanted:
+                calls[event.id] = event
+                if len(calls) == len(wanted):
+                    break
+            elif isinstance(event, UserToolConfirmation) and event.tool_use_id in wanted:
+                answers.setdefault(event.tool_use_id, event)
+            elif isinstance(event, UserCustomToolResult) and event.custom_tool_use_id in wanted:
+                answers.setdefault(event.custom_tool_use_id, event)
+        return calls, answers
+
+    def answer_actions(
+        self, session_id: str, answers: Sequence[ToolConfirmationParam | CustomToolResultParam | Mapping[str, Any]]
+    ) -> SentEvents:
+        """Answer what an idle session waits for, in one request: ``user.tool_confirmation``
+        (allow or deny a pending tool call) and ``user.custom_tool_result`` events. The session
+        runs again once every pending event is answered.
+
+        Exactly once: the API refuses an answer to a call that is no longer pending, so a send
+        whose answer was lost is not re-sent blindly; the session's events are read and, when
+        they hold the answers, those are the result.
+
+        :param session_id: the session.
+        :param answers: the answers, as param objects or dicts with their ``type``.
+        :return: the answers as the session recorded them.
+        """
+        params = validate_params(AnswersParams, {"events": list(answers)}, "answers")
+        path = self._session_path(session_id, "/events")
+        call = Call("POST", path, SentEvents, body=params.to_wire(), idempotent=False)
+
+        def recorded_by_the_failed_send() -> SentEvents | None:
+            _, found = self.find_action_events(session_id, params.answered_ids)
+            if not found:
+                return None
+            self.log.info("The answers to %s were recorded by the request that failed", ", ".join(found))
+            return SentEvents(data=list(found.values()))
+
+        return self._call(call, recorded_by_the_failed_send)
 
     # --- provisioning: agents, environments, vaults and credentials, memory stores --------------
     #

@@ -2,8 +2,9 @@
 reasons this client does not know yet parse, keeping their type string and every field.
 
 Only the events a wait reads are modelled in detail (status changes, errors, the agent's
-messages, usage spans, outcome spans, interrupts); the API has many more (tool use, threads,
-workflows), which arrive as :class:`UnknownSessionEvent` with their fields intact.
+messages, usage spans, outcome spans, interrupts, the tool calls a session may wait on and their
+answers); the API has many more (tool results, threads, workflows), which arrive as
+:class:`UnknownSessionEvent` with their fields intact.
 """
 
 from __future__ import annotations
@@ -194,6 +195,55 @@ class OutcomeEvaluationEnd(_Event):
     explanation: str | None = None
 
 
+# --- tool calls a session may wait on, and their answers ------------------------------------
+
+
+class AgentToolUse(_Event):
+    """The agent calls a built-in tool; ``evaluated_permission`` ``ask``: it waits for a
+    ``user.tool_confirmation`` (when ``stop_reason.event_ids`` names it)."""
+
+    type: Literal["agent.tool_use"] = "agent.tool_use"
+    name: str = ""
+    input: dict[str, Any] = Field(default_factory=dict)
+    evaluated_permission: str | None = None
+
+
+class AgentMcpToolUse(_Event):
+    """The agent calls a tool of an MCP server; confirmed like :class:`AgentToolUse`."""
+
+    type: Literal["agent.mcp_tool_use"] = "agent.mcp_tool_use"
+    name: str = ""
+    mcp_server_name: str | None = None
+    input: dict[str, Any] = Field(default_factory=dict)
+    evaluated_permission: str | None = None
+
+
+class AgentCustomToolUse(_Event):
+    """The agent calls a custom tool: it waits for a ``user.custom_tool_result``."""
+
+    type: Literal["agent.custom_tool_use"] = "agent.custom_tool_use"
+    name: str = ""
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+class UserToolConfirmation(_Event):
+    """An answer to a tool call: ``allow`` or ``deny`` (with an optional ``deny_message``)."""
+
+    type: Literal["user.tool_confirmation"] = "user.tool_confirmation"
+    tool_use_id: str
+    result: str
+    deny_message: str | None = None
+
+
+class UserCustomToolResult(_Event):
+    """What a custom tool returned (``is_error`` when it failed)."""
+
+    type: Literal["user.custom_tool_result"] = "user.custom_tool_result"
+    custom_tool_use_id: str
+    content: list[ContentBlock] = Field(default_factory=list)
+    is_error: bool | None = None
+
+
 class UnknownSessionEvent(ApiModel):
     """An event this client does not model: its ``type`` and fields are kept."""
 
@@ -220,6 +270,11 @@ _EVENTS: dict[str, Any] = {
         ModelRequestEnd,
         OutcomeEvaluationStart,
         OutcomeEvaluationEnd,
+        AgentToolUse,
+        AgentMcpToolUse,
+        AgentCustomToolUse,
+        UserToolConfirmation,
+        UserCustomToolResult,
     )
 }
 
@@ -239,6 +294,11 @@ SessionEvent = Annotated[
     | Annotated[ModelRequestEnd, Tag("span.model_request_end")]
     | Annotated[OutcomeEvaluationStart, Tag("span.outcome_evaluation_start")]
     | Annotated[OutcomeEvaluationEnd, Tag("span.outcome_evaluation_end")]
+    | Annotated[AgentToolUse, Tag("agent.tool_use")]
+    | Annotated[AgentMcpToolUse, Tag("agent.mcp_tool_use")]
+    | Annotated[AgentCustomToolUse, Tag("agent.custom_tool_use")]
+    | Annotated[UserToolConfirmation, Tag("user.tool_confirmation")]
+    | Annotated[UserCustomToolResult, Tag("user.custom_tool_result")]
     | Annotated[UnknownSessionEvent, Tag("unknown")],
     Discriminator(tag_or_fallback(set(_EVENTS), "unknown")),
 ]
@@ -261,3 +321,15 @@ class SentEvents(ApiModel):
     """What ``POST /v1/sessions/{id}/events`` answers: the events as recorded."""
 
     data: list[SessionEvent] = Field(default_factory=list)
+
+
+# A requires_action stop names events of these kinds; the answers to them are these.
+ActionCall = AgentToolUse | AgentMcpToolUse | AgentCustomToolUse
+ActionAnswer = UserToolConfirmation | UserCustomToolResult
+ACTION_EVENT_TYPES = (
+    "agent.tool_use",
+    "agent.mcp_tool_use",
+    "agent.custom_tool_use",
+    "user.tool_confirmation",
+    "user.custom_tool_result",
+)

@@ -41,13 +41,24 @@ class ManagedAgentsRunDeploymentOperator(SessionFollower, ManagedAgentsBaseOpera
     :param timeout: seconds to wait for the session's end before ``AirflowSensorTimeout``.
     :param final_message_max_chars: how much of the agent's final message goes to XCom.
     :param on_kill_session: what this task does to the session it started when it gives up on
-        it (its ``timeout``, Airflow's ``execution_timeout``, a kill): ``interrupt`` (default),
-        ``archive`` or ``none`` (leave it running; a retry then re-attaches to it).
+        it (its ``timeout``, Airflow's ``execution_timeout``, a kill, also while a person is
+        asked): ``interrupt`` (default), ``archive`` or ``none`` (leave it running; a retry then
+        re-attaches to it).
+    :param approve_tools_with: ``"hitl"``: tool calls the session holds for a confirmation are
+        put to a person through Airflow's human-in-the-loop (Airflow >= 3.1; refused when the
+        DAG is parsed below that); default None: such a session fails the task with
+        ``SessionRequiresActionError``. See :mod:`~airflow_provider_managed_agents.answering`.
+    :param approval_timeout: how long a person has to answer each round (a ``timedelta`` or
+        seconds; default: no limit); then ``approval_default`` applies.
+    :param approval_default: ``deny`` (default) or ``allow``: the answer when nobody answers in time.
+    :param custom_tools: custom tool name -> dotted path of a callable that answers it (called
+        with the tool's input as keyword arguments; its return value is the tool's result).
 
     Success (a session was created) returns the run id and pushes ``session_id``,
     ``session_url`` and ``deployment_run``; with ``wait_for_session_end`` also what the session
     did (``session_status``, ``stop_reason``, ``stop_details``, ``final_message``, ``outcome``,
-    ``usage``, on failure too). A run error raises its typed exception
+    ``usage``, on failure too), and when it answered what the session waited for ``actions``
+    (and ``pending_actions`` while a person is asked). A run error raises its typed exception
     (:mod:`airflow_provider_managed_agents.exceptions`): ``SessionRateLimitedRunError`` lets
     Airflow's task retries apply; terminal errors (archived, not found, disabled, rejected...)
     fail the task without retries. A retry starts a new run, except when an earlier try of this
@@ -70,6 +81,10 @@ class ManagedAgentsRunDeploymentOperator(SessionFollower, ManagedAgentsBaseOpera
         timeout: float = 86_400.0,
         final_message_max_chars: int = 100_000,
         on_kill_session: str = "interrupt",
+        approve_tools_with: str | None = None,
+        approval_timeout: timedelta | float | None = None,
+        approval_default: str = "deny",
+        custom_tools: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -80,6 +95,12 @@ class ManagedAgentsRunDeploymentOperator(SessionFollower, ManagedAgentsBaseOpera
         self.timeout = timeout
         self.final_message_max_chars = final_message_max_chars
         self.on_kill_session = self._check_on_kill(on_kill_session)
+        self._configure_answers(approve_tools_with, approval_timeout, approval_default, custom_tools)
+        if self.answers_actions and not wait_for_session_end:
+            from airflow_provider_managed_agents.exceptions import ManagedAgentsValidationError
+
+            what = "approve_tools_with" if approve_tools_with is not None else "custom_tools"
+            raise ManagedAgentsValidationError("arguments", [(what, "needs wait_for_session_end=True")])
         self._journal: RunJournal | None = None
 
     def execute(self, context: Context) -> str:
@@ -88,7 +109,6 @@ class ManagedAgentsRunDeploymentOperator(SessionFollower, ManagedAgentsBaseOpera
         from airflow_provider_managed_agents.exceptions import exception_for_run
         from airflow_provider_managed_agents.models.params import checked_id
         from airflow_provider_managed_agents.operators.run_journal import RunJournal
-        from airflow_provider_managed_agents.waiting import clock
 
         deployment_id = checked_id(self.deployment_id, "deployment_id")
         journal = self._journal = RunJournal.for_task(context)
@@ -110,24 +130,51 @@ class ManagedAgentsRunDeploymentOperator(SessionFollower, ManagedAgentsBaseOpera
         else:
             self.log.warning("No record of the send of run %s: a retry of this task cannot re-attach to it", run.id)
         limit = TimeLimit.nearest(self.timeout, self.execution_timeout, _started(context))
-        # A session this task just started is idle until it runs: the first look is a poll later.
+        carry = {
+            "session_id": run.session_id,
+            "run_id": run.id,
+            "deployment_id": run.deployment_id,
+            # Bounds the sessions feed's list (a session is created after its run, never long before).
+            "created_after": (run.created_at - SESSION_CREATION_SLACK).isoformat(),
+        }
+        return self._follow_session(context, carry, limit)
+
+    def _follow_session(self, context: Context, carry: dict[str, Any], limit: TimeLimit) -> str:
+        """Follow the run's session to its end (deferred, or here) and publish it."""
+        from datetime import timedelta
+
+        from airflow_provider_managed_agents.waiting import clock
+
+        session_id, run_id = carry["session_id"], carry["run_id"]
+        # A session this task just started (or answered) is idle until it runs: the first look is a poll later.
         first_look = min(clock.now() + timedelta(seconds=self.poll_interval), limit.deadline)
-        self._watch_session(run.session_id)
+        self._watch_session(session_id)
         if self.deferrable:
             self.defer(
                 trigger=self._session_trigger(
-                    run.session_id,
+                    session_id,
                     limit,
                     first_look,
-                    run_id=run.id,
-                    deployment_id=run.deployment_id,
-                    created_after=run.created_at - SESSION_CREATION_SLACK,
+                    run_id=run_id,
+                    deployment_id=carry.get("deployment_id"),
+                    created_after=_created_after(carry),
                 ),
                 method_name="execute_complete",
                 timeout=clock.deferral_timeout(limit.deadline),
             )
-        verdict = self._follow_here(run.session_id, limit, first_look)
-        return self._session_settled(run.id, self._publish_session(context, run.session_id, verdict, limit=limit.which))
+        verdict = self._follow_answering_here(context, session_id, limit, first_look, carry)
+        return self._session_settled(run_id, self._publish_session(context, session_id, verdict, limit=limit.which))
+
+    def _follow_on(self, context: Context, carry: dict[str, Any]) -> str:
+        """After an answer: follow the session again, its ``timeout`` counted afresh (the time a
+        person took is not the session's), ``execution_timeout`` from this resumption."""
+        from airflow_provider_managed_agents.operators.run_journal import RunJournal
+        from airflow_provider_managed_agents.waiting import clock
+
+        self._journal = RunJournal.for_task(context)
+        return self._follow_session(
+            context, carry, TimeLimit.nearest(self.timeout, self.execution_timeout, clock.now())
+        )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Back from the triggerer with the session's end."""
@@ -248,3 +295,11 @@ def _started(context: Context) -> datetime | None:
 
     start = getattr(context["ti"], "start_date", None)
     return parse_timestamp(start) if start else None
+
+
+def _created_after(carry: dict[str, Any]) -> datetime | None:
+    """The lower bound of the session's creation the carry holds (none in a carry from before it did)."""
+    from airflow_provider_managed_agents.models.base import parse_timestamp
+
+    value = carry.get("created_after")
+    return parse_timestamp(value) if value else None

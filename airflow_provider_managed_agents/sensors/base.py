@@ -160,8 +160,11 @@ class ManagedAgentsSensorBase(SessionFollower, OpenLineageReporter, BaseSensorOp
         ended well, False while it runs; its failure (or the timeout) raised."""
         self._watch_session(session_id)  # for on_kill, until the session's end is published
         pace = self._poke_pace(self._session_wait(session_id), deadline)
-        verdict = self._look_once(pace, self._look_at_session(session_id))
-        if verdict is None:
+        looked = self._look_once(pace, self._look_at_session(session_id))
+        if looked is None:
+            return False
+        verdict = self._answered(context, looked, {"session_id": session_id, "run_id": run_id})
+        if verdict is None:  # it has its answers: poke on
             return False
         self._conclude_session(context, session_id, verdict)
         return PokeReturnValue(is_done=True, xcom_value=run_id or session_id)
@@ -170,7 +173,8 @@ class ManagedAgentsSensorBase(SessionFollower, OpenLineageReporter, BaseSensorOp
         """Deferrable: look at the session once here, then hand it to the triggerer."""
         self._watch_session(session_id)
         pace = self._poke_pace(self._session_wait(session_id), deadline)
-        verdict = self._look_once(pace, self._look_at_session(session_id))
+        looked = self._look_once(pace, self._look_at_session(session_id))
+        verdict = self._answered(context, looked, {"session_id": session_id, "run_id": run_id}) if looked else None
         if verdict is not None:
             self._conclude_session(context, session_id, verdict)
             return run_id or session_id
@@ -178,6 +182,23 @@ class ManagedAgentsSensorBase(SessionFollower, OpenLineageReporter, BaseSensorOp
         self.defer(
             trigger=self._session_trigger(
                 session_id, TimeLimit(deadline, self.timeout), pace.due(), run_id=run_id, created_after=_created(pace)
+            ),
+            method_name="session_complete",
+            timeout=clock.deferral_timeout(deadline),
+        )
+
+    def _follow_on(self, context: Context, carry: dict[str, Any]) -> Any:
+        """After an answer: sense the session again, ``timeout`` counted afresh (the time a person
+        took is not the session's): deferred (first look a poll later), or by poking."""
+        self._started_at = clock.now()
+        if not self.deferrable:
+            return self._run_modes(context)
+        session_id, deadline = carry["session_id"], self._deadline(context)
+        self._publish_session_url(context, session_id)
+        first_look = min(clock.now() + timedelta(seconds=self.poll_interval), deadline)
+        self.defer(
+            trigger=self._session_trigger(
+                session_id, TimeLimit(deadline, self.timeout), first_look, run_id=carry.get("run_id")
             ),
             method_name="session_complete",
             timeout=clock.deferral_timeout(deadline),

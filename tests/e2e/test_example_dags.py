@@ -71,6 +71,7 @@ def test_example_dags_import_without_errors() -> None:
     expected |= {"react_to_agent_runs", "run_agent_and_announce", "after_agent_run", "provision_agent_environment"}
     expected |= {"react_to_pushed_runs", "after_pushed_sessions_end"}
     expected |= {"agent_report_to_object_storage"}
+    expected |= {"agent_with_approval"}  # Airflow >= 3.1 (these tests run on 3.3)
     assert expected <= set(bag.dag_ids)
 
 

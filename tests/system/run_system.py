@@ -3,7 +3,9 @@
 Starts, in a temporary AIRFLOW_HOME on 127.0.0.1: the emulator, then Airflow's api-server,
 scheduler, dag-processor and triggerer (LocalExecutor, SQLite). Through the REST API it unpauses
 and triggers the example DAGs and a sensor DAG, and asserts every task's final state, that the
-deferrable sensor really deferred to the triggerer, and what the operators put in XCom. Two DAGs
+deferrable sensor really deferred to the triggerer, and what the operators put in XCom; a session
+that asks is answered by a person through the REST API, or by the scheduler's response timeout
+(``hitl_check.py``, with a screenshot of the request in the UI with ``--ui``). Two DAGs
 scheduled on a per-minute deployment's runs (asset watchers) must start once per fire, through a
 ``kill -9`` of the triggerer and its restart, sharing one runs read per poll. A DAG fed by webhooks
 (no watcher) starts once per fire through a ``kill -9`` of the api-server while the emulator
@@ -474,6 +476,11 @@ def main() -> int:
                 f"the downstream task got the agent's finished work: {review}",
                 failures,
             )
+
+            # 3b. When the agent asks: a person answers in Airflow's Required Actions (hitl_check.py).
+            from hitl_check import check_hitl  # type: ignore[import-not-found]
+
+            check_hitl(api, base, home, hook, emulator, ARTIFACTS if args.ui else None, failures, check)
 
             if args.until == "sessions":
                 return 1 if failures else 0

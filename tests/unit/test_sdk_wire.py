@@ -19,6 +19,7 @@ import pytest
 
 from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
 from airflow_provider_managed_agents.hooks.wire import Secret, Settings
+from airflow_provider_managed_agents.models.session_events import ACTION_EVENT_TYPES
 
 anthropic = pytest.importorskip("anthropic")
 httpx2 = pytest.importorskip("httpx2")
@@ -197,6 +198,18 @@ def through_hook(call: Callable[[ManagedAgentsHook], Any]) -> dict[str, Any]:
     request = seen[-1]  # a run first notes the runs already there (a read the SDK does not make)
     return normalised(request.method, str(request.url), request.content, request.headers)
 
+
+# Every answer a session waiting on actions takes, as the SDK's TypedDicts spell them.
+ANSWERS = [
+    {"type": "user.tool_confirmation", "tool_use_id": "sevt_1", "result": "allow"},
+    {"type": "user.tool_confirmation", "tool_use_id": "sevt_2", "result": "deny", "deny_message": "not in prod"},
+    {
+        "type": "user.custom_tool_result",
+        "custom_tool_use_id": "sevt_3",
+        "content": [{"type": "text", "text": "42 rows"}],
+        "is_error": False,
+    },
+]
 
 CREATE = {
     "name": "n",
@@ -395,6 +408,16 @@ PAIRS: list[tuple[str, Callable[[Any], Any], Callable[[ManagedAgentsHook], Any]]
         lambda h: h.interrupt_session("sesn_1"),
     ),
     ("archive session", lambda b: b.sessions.archive("sesn_1"), lambda h: h.archive_session("sesn_1")),
+    (
+        "answer pending actions",
+        lambda b: b.sessions.events.send("sesn_1", events=ANSWERS),
+        lambda h: h.answer_actions("sesn_1", ANSWERS),
+    ),
+    (
+        "read pending actions",
+        lambda b: b.sessions.events.list("sesn_1", types=list(ACTION_EVENT_TYPES), order="desc", limit=100),
+        lambda h: h.find_action_events("sesn_1", ["sevt_1"]),
+    ),
     ("create deployment", lambda b: b.deployments.create(**CREATE), lambda h: h.create_deployment(**CREATE)),
     (
         "update deployment",

@@ -1,0 +1,150 @@
+"""A person at Airflow's Required Actions, for the demo and the tests: an ``airflow api-server``
+on the Airflow home a run uses (simple auth manager, every user an admin), and its
+human-in-the-loop REST API (the same routes on Airflow 3.1 to 3.3): the requests waiting for an
+answer, and the answer.
+
+    with api_server(env) as person:
+        request = person.wait_for_request("agent_with_approval", "clean_up", timeout=120)
+        person.answer(request, "Allow")
+
+Everything it starts is stopped when the ``with`` block ends.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+BIN = Path(sys.executable).parent
+ALL_ADMINS = {
+    "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+}
+# Tasks run by an executor call this api-server's Execution API with tokens signed by this secret.
+JWT_SECRET = "required-actions-jwt-secret-of-the-local-run"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def server_env(env: dict[str, str], port: int) -> dict[str, str]:
+    """The settings an api-server on ``port`` needs, and that whatever shares its Airflow home
+    (``airflow dags test``, a triggerer) must use too."""
+    base = f"http://127.0.0.1:{port}"
+    return {
+        **env,
+        **ALL_ADMINS,
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": base,
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API_AUTH__JWT_SECRET": env.get("AIRFLOW__API_AUTH__JWT_SECRET", JWT_SECRET),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
+    }
+
+
+class RequiredActions:
+    """The human-in-the-loop REST API of one api-server (no token: every user is an admin)."""
+
+    def __init__(self, base_url: str, env: dict[str, str]):
+        self.base_url = base_url
+        self.env = env  # what a process sharing this api-server's Airflow home runs with
+        self.client = httpx.Client(base_url=f"{base_url}/api/v2", timeout=30)
+
+    def pending(self, dag_id: str = "~") -> list[dict[str, Any]]:
+        """The requests of ``dag_id`` (every DAG by default) waiting for an answer."""
+        query = {"response_received": "false", "limit": 100}
+        response = self.client.get(f"/dags/{dag_id}/dagRuns/~/hitlDetails", params=query)
+        response.raise_for_status()
+        return [
+            d for d in response.json()["hitl_details"] if d["task_instance"]["state"] in ("awaiting_input", "deferred")
+        ]
+
+    def wait_for_request(self, dag_id: str, task_id: str, timeout: float, poll: float = 0.5) -> dict[str, Any]:
+        """The first request of ``task_id`` that waits for an answer (once its task waits)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for detail in self.pending(dag_id):
+                if detail["task_instance"]["task_id"] == task_id:
+                    return detail
+            time.sleep(poll)
+        raise TimeoutError(f"no request of {dag_id}.{task_id} waited for an answer within {timeout:g} s")
+
+    def answer(self, request: dict[str, Any], option: str, **params: str) -> dict[str, Any]:
+        """Answer ``request`` with ``option`` and the form's ``params``, as a person in the UI."""
+        ti = request["task_instance"]
+        response = self.client.patch(
+            self._path(ti, "/hitlDetails"), json={"chosen_options": [option], "params_input": params}
+        )
+        response.raise_for_status()
+        return dict(response.json())
+
+    def set_task_state(self, request: dict[str, Any], state: str) -> None:
+        """Mark the request's task ``state`` (``failed``, ``success``), as a person in the UI."""
+        ti = request["task_instance"]
+        path = f"/dags/{ti['dag_id']}/dagRuns/{quote(ti['dag_run_id'], safe='')}/taskInstances/{ti['task_id']}"
+        self.client.patch(path, json={"new_state": state}).raise_for_status()
+
+    @staticmethod
+    def _path(ti: dict[str, Any], suffix: str) -> str:
+        run = quote(ti["dag_run_id"], safe="")
+        return f"/dags/{ti['dag_id']}/dagRuns/{run}/taskInstances/{ti['task_id']}/{ti['map_index']}{suffix}"
+
+
+@contextmanager
+def api_server(env: dict[str, str], log: Path | None = None, timeout: float = 180) -> Iterator[RequiredActions]:
+    """An api-server on the Airflow home ``env`` names, for as long as the block runs."""
+    port = free_port()
+    env = server_env(env, port)
+    home = Path(env["AIRFLOW_HOME"])
+    out = (log or home / "api-server.log").open("ab")
+    process = subprocess.Popen(
+        [str(BIN / "airflow"), "api-server", "--port", str(port)],
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the api-server exited ({process.returncode}); see {out.name}")
+            try:
+                if httpx.get(f"{base}/api/v2/monitor/health", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the api-server did not answer within {timeout:g} s; see {out.name}")
+            time.sleep(0.5)
+        yield RequiredActions(base, env)
+    finally:
+        stop(process)
+        out.close()
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop a process started in its own session, and its children."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
