@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -68,20 +69,26 @@ class Running:
             "AIRFLOW_VAR_EMULATOR_URL": emulator.base_url,
         }
         conf = json.dumps({"script": script})
+        # Into a file, not a pipe: nobody reads while the test answers, and a full pipe would stop
+        # the DAG run mid-log (a multi-round run writes more than a pipe holds).
+        self.log = tempfile.NamedTemporaryFile(prefix=f"{dag_id}-", suffix=".log", delete=False)  # noqa: SIM115
         self.process = subprocess.Popen(
             [str(BIN / "airflow"), "dags", "test", dag_id, "-c", conf],
             env=process_env,
-            stdout=subprocess.PIPE,
+            stdout=self.log,
             stderr=subprocess.STDOUT,
-            text=True,
         )
 
     def result(self, timeout: float = 300) -> DagResult:
         try:
-            output, _ = self.process.communicate(timeout=timeout)
+            self.process.wait(timeout=timeout)
         finally:
             if self.process.poll() is None:
                 self.process.kill()
+                self.process.wait()
+            self.log.close()
+        output = Path(self.log.name).read_text(errors="replace")
+        Path(self.log.name).unlink()
         state, tasks, xcom = _read_run(Path(os.environ["AIRFLOW_HOME"]) / "airflow.db", self.dag_id)
         return DagResult(self.dag_id, self.process.returncode, output, state, tasks, xcom)
 

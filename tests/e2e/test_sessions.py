@@ -88,7 +88,7 @@ def test_a_scheduled_fire_is_gated_to_the_end_of_its_session(
 
 
 def test_killing_a_task_that_follows_its_session_interrupts_the_session(
-    airflow_db: Path, managed_agents_emulator: Any
+    airflow_db: Path, managed_agents_emulator: Any, tmp_path: Path
 ) -> None:
     import sys
 
@@ -101,9 +101,11 @@ def test_killing_a_task_that_follows_its_session_interrupts_the_session(
         AIRFLOW_VAR_EMULATOR_URL=managed_agents_emulator.base_url,
     )
     airflow = str(Path(sys.executable).parent / "airflow")
-    process = subprocess.Popen(
-        [airflow, "dags", "test", "session_kill"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    log = tmp_path / "dags-test.log"  # a file, not a pipe nobody reads while the test polls
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [airflow, "dags", "test", "session_kill"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         deadline = time.monotonic() + 240
         session: dict[str, Any] | None = None
@@ -116,10 +118,11 @@ def test_killing_a_task_that_follows_its_session_interrupts_the_session(
             time.sleep(0.2)
         assert session is not None, "the task never followed a running session"
         process.send_signal(signal.SIGTERM)  # what the executor does to a task it kills
-        output, _ = process.communicate(timeout=120)
+        process.wait(timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
+    output = log.read_text(errors="replace")
     events = [e["type"] for e in managed_agents_emulator.state()["sessions"][0]["events"]]
     assert "user.interrupt" in events, output[-4000:]
     assert managed_agents_emulator.state()["sessions"][0]["status"] == "idle"
