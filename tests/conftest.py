@@ -6,6 +6,7 @@ import os
 import sys
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 # One home per Airflow and Python (make test-matrix runs several against this checkout; their
@@ -35,3 +36,20 @@ def fresh_request_budgets() -> None:
     from airflow_provider_managed_agents.hooks.budget import forget_budgets
 
     forget_budgets()
+
+
+@pytest.fixture
+def emulator(managed_agents_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The emulator as the default connection, its clock frozen: a test moves time itself (a
+    test module may define its own ``emulator`` where time should run)."""
+    monkeypatch.setenv("AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT", managed_agents_emulator.connection_json())
+    managed_agents_emulator.freeze_clock(True)
+    return managed_agents_emulator
+
+
+@pytest.fixture
+def hook(emulator: Any) -> Any:
+    """A hook on that default connection."""
+    from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
+
+    return ManagedAgentsHook()

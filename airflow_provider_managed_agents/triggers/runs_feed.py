@@ -327,17 +327,7 @@ class RunsFeed:
         raise AssertionError("the runs feed has no deadline of its own")
 
     async def _sleep_or_wake(self, until: datetime) -> None:
-        """Sleep (on the provider's clock) until the next cycle is due, or until a new wait asks
-        for an earlier one."""
-        self._wake.clear()
-        sleeper = asyncio.ensure_future(clock.asleep_until(until))
-        waker = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (sleeper, waker):
-                task.cancel()
-            await asyncio.gather(sleeper, waker, return_exceptions=True)
+        await clock.asleep_until_woken(until, self._wake)
 
     async def _cycle(self, now: datetime, final: bool) -> None:
         """Read what is due, runs first (a run that answers spares the deployment read); at a

@@ -176,15 +176,7 @@ class SessionsFeed:
         raise AssertionError("the sessions feed has no deadline of its own")
 
     async def _sleep_or_wake(self, until: datetime) -> None:
-        self._wake.clear()
-        sleeper = asyncio.ensure_future(clock.asleep_until(until))
-        waker = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (sleeper, waker):
-                task.cancel()
-            await asyncio.gather(sleeper, waker, return_exceptions=True)
+        await clock.asleep_until_woken(until, self._wake)
 
     # --- a cycle -------------------------------------------------------------------------------
 

@@ -35,6 +35,20 @@ async def asleep_until(moment: datetime) -> None:
     await asleep(seconds_until(moment))
 
 
+async def asleep_until_woken(moment: datetime, wake: asyncio.Event) -> None:
+    """Sleep until ``moment``, or until ``wake`` is set (a feed's new wait asking for an earlier
+    cycle); ``wake`` is cleared first, so only a wake from now on counts."""
+    wake.clear()
+    sleeper = asyncio.ensure_future(asleep_until(moment))
+    waker = asyncio.ensure_future(wake.wait())
+    try:
+        await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sleeper, waker):
+            task.cancel()
+        await asyncio.gather(sleeper, waker, return_exceptions=True)
+
+
 # Airflow's own deferral timeout is only a backstop behind a trigger's deadline.
 DEFERRAL_SLACK = timedelta(minutes=5)
 

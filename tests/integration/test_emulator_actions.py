@@ -21,18 +21,6 @@ ISSUE = {"tool": "create_issue", "mcp_server": "github", "input": {"title": "Sta
 ROWS = {"custom_tool": "row_count", "input": {"table": "orders"}}
 
 
-@pytest.fixture
-def emulator(managed_agents_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT", managed_agents_emulator.connection_json())
-    managed_agents_emulator.freeze_clock(True)
-    return managed_agents_emulator
-
-
-@pytest.fixture
-def hook(emulator: Any) -> ManagedAgentsHook:
-    return ManagedAgentsHook()
-
-
 def waiting_on(hook: ManagedAgentsHook, session_id: str) -> list[str]:
     """The event ids the session's turn ended waiting on (the verdict's own error says them)."""
     verdict = look(SessionWait(session_id), hook, pendulum.now("UTC"))

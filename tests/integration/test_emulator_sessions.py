@@ -27,18 +27,6 @@ OUTCOME = {
 }
 
 
-@pytest.fixture
-def emulator(managed_agents_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT", managed_agents_emulator.connection_json())
-    managed_agents_emulator.freeze_clock(True)
-    return managed_agents_emulator
-
-
-@pytest.fixture
-def hook(emulator: Any) -> ManagedAgentsHook:
-    return ManagedAgentsHook()
-
-
 def started(hook: ManagedAgentsHook, emulator: Any, *, outcome: bool = False, **script: Any) -> str:
     """A deployment with ``script`` for its sessions, run once: the new session's id."""
     events = [MESSAGE, OUTCOME] if outcome else [MESSAGE]

@@ -50,18 +50,6 @@ OUTCOME = {
 }
 
 
-@pytest.fixture
-def emulator(managed_agents_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT", managed_agents_emulator.connection_json())
-    managed_agents_emulator.freeze_clock(True)
-    return managed_agents_emulator
-
-
-@pytest.fixture
-def hook(emulator: Any) -> ManagedAgentsHook:
-    return ManagedAgentsHook()
-
-
 def ended_run(hook: ManagedAgentsHook, emulator: Any, **script: Any) -> tuple[Any, Any, Any]:
     """A deployment with every kind of resource, run, its session played to its end: the
     deployment, the run and the session's verdict as a follow sees it."""

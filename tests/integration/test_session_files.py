@@ -51,18 +51,6 @@ class Log:
     warning = info
 
 
-@pytest.fixture
-def emulator(managed_agents_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT", managed_agents_emulator.connection_json())
-    managed_agents_emulator.freeze_clock(True)
-    return managed_agents_emulator
-
-
-@pytest.fixture
-def hook(emulator: Any) -> ManagedAgentsHook:
-    return ManagedAgentsHook()
-
-
 def session_writing(hook: ManagedAgentsHook, emulator: Any, files: list[dict[str, Any]], *, play: bool = True) -> str:
     """A session whose script writes ``files``, played to its end (unless ``play`` is False)."""
     deployment = hook.create_deployment(name="f", agent="agent_demo", environment_id="env_demo", initial_events=[WRITE])
