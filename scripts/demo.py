@@ -156,7 +156,7 @@ def run_asking(dag_id: str, env: dict[str, str], log: Path, emulator: EmulatorHa
     answering every request with Allow. Airflow 3.3 parks the task and `dags test` resumes it;
     3.1 and 3.2 defer it to HITLTrigger, which needs a triggerer, so the task runs through the
     executor (`--use-executor`). Below 3.1 it is skipped (the DAG file defines no DAG there)."""
-    from required_actions import api_server, stop
+    from required_actions import api_server, parked, stop
 
     from airflow_provider_managed_agents.compat import human_in_the_loop
 
@@ -185,11 +185,15 @@ def run_asking(dag_id: str, env: dict[str, str], log: Path, emulator: EmulatorHa
         with log.open("w") as out_log:
             process = subprocess.Popen(command, env=person.env, stdout=out_log, stderr=subprocess.STDOUT)
             try:
+                answered = 0
                 while process.poll() is None:
-                    for request in person.pending(dag_id):
-                        if request["task_instance"]["task_id"] == task_id:
-                            person.answer(request, "Allow")
-                            print(f"  answered Allow: {request['subject']}")
+                    # Without an executor, `dags test` writes a parked task's state once more: answer after.
+                    if triggerer is not None or parked(log, task_id, answered + 1)():
+                        for request in person.pending(dag_id):
+                            if request["task_instance"]["task_id"] == task_id:
+                                person.answer(request, "Allow")
+                                answered += 1
+                                print(f"  answered Allow: {request['subject']}")
                     time.sleep(1)
             finally:
                 if process.poll() is None:

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -74,13 +74,22 @@ class RequiredActions:
             d for d in response.json()["hitl_details"] if d["task_instance"]["state"] in ("awaiting_input", "deferred")
         ]
 
-    def wait_for_request(self, dag_id: str, task_id: str, timeout: float, poll: float = 0.5) -> dict[str, Any]:
-        """The first request of ``task_id`` that waits for an answer (once its task waits)."""
+    def wait_for_request(
+        self,
+        dag_id: str,
+        task_id: str,
+        timeout: float,
+        poll: float = 0.5,
+        ready: Callable[[], bool] = lambda: True,
+    ) -> dict[str, Any]:
+        """The first request of ``task_id`` that waits for an answer (once its task waits and
+        ``ready()`` says the process running it is done writing its state: see :func:`parked`)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for detail in self.pending(dag_id):
-                if detail["task_instance"]["task_id"] == task_id:
-                    return detail
+            if ready():
+                for detail in self.pending(dag_id):
+                    if detail["task_instance"]["task_id"] == task_id:
+                        return detail
             time.sleep(poll)
         raise TimeoutError(f"no request of {dag_id}.{task_id} waited for an answer within {timeout:g} s")
 
@@ -103,6 +112,19 @@ class RequiredActions:
     def _path(ti: dict[str, Any], suffix: str) -> str:
         run = quote(ti["dag_run_id"], safe="")
         return f"/dags/{ti['dag_id']}/dagRuns/{run}/taskInstances/{ti['task_id']}/{ti['map_index']}{suffix}"
+
+
+def parked(log: Path, task_id: str, times: int) -> Callable[[], bool]:
+    """Whether `airflow dags test` (run here without an executor, its output in ``log``) has
+    parked ``task_id`` for the ``times``-th time. It writes the task's state once more after the
+    task has parked it awaiting input, so an answer given between the two is overwritten and
+    the run waits for ever: answer only after its "end task" line for that park."""
+    line = f"[DAG TEST] end task task_id={task_id} "
+
+    def done() -> bool:
+        return log.exists() and log.read_text(errors="replace").count(line) >= times
+
+    return done
 
 
 @contextmanager

@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from conftest import BIN, TEST_DAGS, DagResult, _read_run  # type: ignore[import
 from airflow_provider_managed_agents.compat import human_in_the_loop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-from required_actions import RequiredActions, api_server
+from required_actions import RequiredActions, api_server, parked
 
 pytestmark = pytest.mark.timeout(600)
 ON_3_3 = pytest.mark.skipif(
@@ -79,6 +79,10 @@ class Running:
             stderr=subprocess.STDOUT,
         )
 
+    def parked(self, task_id: str, times: int = 1) -> Callable[[], bool]:
+        """Whether the run has parked ``task_id`` awaiting input ``times`` times (answer after)."""
+        return parked(Path(self.log.name), task_id, times)
+
     def result(self, timeout: float = 300) -> DagResult:
         try:
             self.process.wait(timeout=timeout)
@@ -103,7 +107,7 @@ def test_a_person_approves_through_the_rest_api_and_the_session_finishes(
     person: RequiredActions, managed_agents_emulator: Any
 ) -> None:
     running = Running("approvals_deferred", {"actions": [[BASH]]}, person.env, managed_agents_emulator)
-    request = person.wait_for_request("approvals_deferred", "run", timeout=180)
+    request = person.wait_for_request("approvals_deferred", "run", timeout=180, ready=running.parked("run"))
     session_id = managed_agents_emulator.state()["sessions"][0]["id"]
     assert request["subject"] == f"Demo agent asks to use tools in session {session_id}"
     assert request["options"] == ["Allow", "Deny"] and request["defaults"] == ["Deny"]
@@ -129,7 +133,8 @@ def test_a_deny_and_its_message_lead_to_the_scripted_ending(
 ) -> None:
     script = {"actions": [[BASH]], "when_denied": {"final_text": "I left the data as it was."}}
     running = Running("approvals_worker", script, person.env, managed_agents_emulator)
-    person.answer(person.wait_for_request("approvals_worker", "run", timeout=180), "Deny", deny_message="use staging")
+    request = person.wait_for_request("approvals_worker", "run", timeout=180, ready=running.parked("run"))
+    person.answer(request, "Deny", deny_message="use staging")
     result = running.result()
     assert result.state == "success", result
     assert result.xcom[("run", "final_message")] == "I left the data as it was."
@@ -143,8 +148,9 @@ def test_a_deny_and_its_message_lead_to_the_scripted_ending(
 def test_two_rounds_with_a_custom_tool_in_between(person: RequiredActions, managed_agents_emulator: Any) -> None:
     script = {"actions": [[BASH, ROWS], [ISSUE]]}
     running = Running("approvals_worker", script, person.env, managed_agents_emulator)
-    person.answer(person.wait_for_request("approvals_worker", "run", timeout=180), "Allow")
-    second = person.wait_for_request("approvals_worker", "run", timeout=180)  # the same request, asked again
+    person.answer(person.wait_for_request("approvals_worker", "run", timeout=180, ready=running.parked("run")), "Allow")
+    # The same request, asked again.
+    second = person.wait_for_request("approvals_worker", "run", timeout=180, ready=running.parked("run", 2))
     _, _, xcom = _read_run(Path(os.environ["AIRFLOW_HOME"]) / "airflow.db", "approvals_worker")
     pending = xcom[("run", "pending_actions")]  # where round 2's calls are (the request's text is round 1's)
     assert pending["round"] == 2 and [c["tool"] for c in pending["calls"]] == ["github/create_issue"]
@@ -168,7 +174,8 @@ def test_two_rounds_with_a_custom_tool_in_between(person: RequiredActions, manag
 @ON_3_3
 def test_the_session_sensor_asks_a_person_too(person: RequiredActions, managed_agents_emulator: Any) -> None:
     running = Running("approvals_sensor", {"actions": [[BASH]]}, person.env, managed_agents_emulator)
-    person.answer(person.wait_for_request("approvals_sensor", "sense", timeout=180), "Allow")
+    request = person.wait_for_request("approvals_sensor", "sense", timeout=180, ready=running.parked("sense"))
+    person.answer(request, "Allow")
     result = running.result()
     assert result.state == "success", result
     assert [a["decision"] for a in result.xcom[("sense", "actions")]] == ["allow"]
@@ -180,7 +187,7 @@ def test_a_task_ended_while_a_person_is_asked_interrupts_its_session(
     person: RequiredActions, managed_agents_emulator: Any
 ) -> None:
     running = Running("approvals_worker", {"actions": [[BASH]]}, person.env, managed_agents_emulator)
-    request = person.wait_for_request("approvals_worker", "run", timeout=180)
+    request = person.wait_for_request("approvals_worker", "run", timeout=180, ready=running.parked("run"))
     person.set_task_state(request, "failed")  # as a person in the UI: nothing of the task runs now
     result = running.result()
     assert result.task_states["run"] == "failed", result
