@@ -64,6 +64,11 @@ class RequiredActions:
         self.base_url = base_url
         self.env = env  # what a process sharing this api-server's Airflow home runs with
         self.client = httpx.Client(base_url=f"{base_url}/api/v2", timeout=30)
+        # Airflow 3.1 and 3.2 want a token even when every user is an admin (3.3 does not): the
+        # simple auth manager hands one out for nobody in particular ("Anonymous").
+        token = httpx.get(f"{base_url}/auth/token", timeout=30)
+        if token.is_success:
+            self.client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
 
     def pending(self, dag_id: str = "~") -> list[dict[str, Any]]:
         """The requests of ``dag_id`` (every DAG by default) waiting for an answer."""
