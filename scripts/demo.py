@@ -156,13 +156,21 @@ def run_asking(dag_id: str, env: dict[str, str], log: Path, emulator: EmulatorHa
     answering every request with Allow. Airflow 3.3 parks the task and `dags test` resumes it;
     3.1 and 3.2 defer it to HITLTrigger, which needs a triggerer, so the task runs through the
     executor (`--use-executor`). Below 3.1 it is skipped (the DAG file defines no DAG there)."""
-    from required_actions import api_server, parked, stop
+    from required_actions import api_server, executor_took_the_deferral, parked, stop
 
     from airflow_provider_managed_agents.compat import human_in_the_loop
 
     mode, missing = human_in_the_loop()
     if mode is None:
         print(f"\nSkipping {dag_id}: {missing}; its file defines no DAG on this Airflow")
+        return 0
+    if mode == "trigger" and airflow_version() < (3, 2):
+        # Airflow 3.1's `dags test --use-executor` fails a task whose trigger fires before the
+        # executor's report of the deferral is taken ("finished with state success, but the task
+        # instance's state attribute is scheduled"): this DAG's fast triggers lose that race at
+        # random there (3.2 takes the report first). HITLTrigger on 3.1 is in the unit and
+        # integration tests of every cell.
+        print(f"\nSkipping {dag_id}: `airflow dags test --use-executor` on Airflow 3.1 races fast triggers")
         return 0
     task_id, script = ASKING[dag_id]
     if emulator is not None:
@@ -187,10 +195,14 @@ def run_asking(dag_id: str, env: dict[str, str], log: Path, emulator: EmulatorHa
             try:
                 answered = 0
                 while process.poll() is None:
-                    # Without an executor, `dags test` writes a parked task's state once more: answer after.
+                    # Answer once `dags test` is done with the task's last state, as a person's pace
+                    # always allows: without an executor it writes a parked task's state once more
+                    # (answer after that); with one, it must first take the deferral's end.
                     if triggerer is not None or parked(log, task_id, answered + 1)():
                         for request in person.pending(dag_id):
-                            if request["task_instance"]["task_id"] == task_id:
+                            if request["task_instance"]["task_id"] != task_id:
+                                continue
+                            if triggerer is None or executor_took_the_deferral(log, request):
                                 person.answer(request, "Allow")
                                 answered += 1
                                 print(f"  answered Allow: {request['subject']}")

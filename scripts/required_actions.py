@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -130,6 +131,22 @@ def parked(log: Path, task_id: str, times: int) -> Callable[[], bool]:
         return log.exists() and log.read_text(errors="replace").count(line) >= times
 
     return done
+
+
+def executor_took_the_deferral(log: Path, request: dict[str, Any]) -> bool:
+    """Whether `airflow dags test --use-executor` (its output in ``log``) has taken from its
+    executor the end of the task run that wrote ``request`` (an end of that task logged after the
+    request's ``created_at``). Answered before that, the trigger reschedules the task first and
+    Airflow then fails it ("finished with state success, but the task instance's state attribute
+    is scheduled"): a person is never that quick, a script is."""
+    asked = datetime.fromisoformat(request["created_at"])
+    task = f"task_id='{request['task_instance']['task_id']}'"
+    text = log.read_text(errors="replace") if log.exists() else ""
+    for line in text.splitlines():
+        taken = "Received executor event with state" in line and task in line
+        if taken and datetime.fromisoformat(line.split(maxsplit=1)[0]) >= asked:
+            return True
+    return False
 
 
 @contextmanager
