@@ -53,3 +53,13 @@ def hook(emulator: Any) -> Any:
     from airflow_provider_managed_agents.hooks.managed_agents import ManagedAgentsHook
 
     return ManagedAgentsHook()
+
+
+@pytest.fixture
+def time(managed_agents_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The provider's clock driven by the emulator's (a test moves both), the emulator as the
+    default connection."""
+    from fakes import EmulatorClock, use_clock
+
+    monkeypatch.setenv("AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT", managed_agents_emulator.connection_json())
+    return use_clock(monkeypatch, EmulatorClock(managed_agents_emulator))

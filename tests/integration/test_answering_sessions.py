@@ -12,7 +12,7 @@ from typing import Any
 
 import pendulum
 import pytest
-from fakes import EmulatorClock, FakeTI, context, finish_deferred, use_clock
+from fakes import EmulatorClock, FakeTI, context, finish_deferred
 
 from airflow_provider_managed_agents import exceptions as errors
 from airflow_provider_managed_agents.compat import TaskDeferred, human_in_the_loop
@@ -28,12 +28,6 @@ BAD_JSON = {"custom_tool": "parse", "input": {"s": "{not json"}}
 TOOLS = {"title": "string.capwords", "parse": "json.loads"}
 SENDS = "POST /v1/sessions/{session_id}/events"
 HITL = pytest.mark.skipif(human_in_the_loop()[0] is None, reason="Airflow's human-in-the-loop needs Airflow >= 3.1")
-
-
-@pytest.fixture
-def time(managed_agents_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> EmulatorClock:
-    monkeypatch.setenv("AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT", managed_agents_emulator.connection_json())
-    return use_clock(monkeypatch, EmulatorClock(managed_agents_emulator))  # type: ignore[return-value]
 
 
 @pytest.fixture

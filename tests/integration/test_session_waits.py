@@ -9,7 +9,7 @@ from typing import Any
 
 import pendulum
 import pytest
-from fakes import EmulatorClock, FakeTI, TaskStateStore, context, finish_deferred, use_clock
+from fakes import EmulatorClock, FakeTI, TaskStateStore, context, finish_deferred
 
 from airflow_provider_managed_agents import exceptions as errors
 from airflow_provider_managed_agents.compat import (
@@ -26,12 +26,6 @@ from airflow_provider_managed_agents.waiting import clock
 
 MESSAGE = {"type": "user.message", "content": [{"type": "text", "text": "Check the load"}]}
 OUTCOME = {"type": "user.define_outcome", "description": "a verdict", "rubric": {"type": "text", "content": "r"}}
-
-
-@pytest.fixture
-def time(managed_agents_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> EmulatorClock:
-    monkeypatch.setenv("AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT", managed_agents_emulator.connection_json())
-    return use_clock(monkeypatch, EmulatorClock(managed_agents_emulator))  # type: ignore[return-value]
 
 
 def TI(try_number: int = 1) -> FakeTI:

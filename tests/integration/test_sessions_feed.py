@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fakes import EmulatorClock, use_clock
+from fakes import EmulatorClock
 
 from airflow_provider_managed_agents import exceptions as errors
 from airflow_provider_managed_agents.hooks import loop_pool as loop_pool_module
@@ -30,12 +30,6 @@ from airflow_provider_managed_agents.waiting.sessions import SessionVerdict, Ses
 MESSAGE = {"type": "user.message", "content": [{"type": "text", "text": "go"}]}
 OUTCOME = {"type": "user.define_outcome", "description": "a verdict", "rubric": {"type": "text", "content": "r"}}
 POLL = 5.0
-
-
-@pytest.fixture
-def time(managed_agents_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> EmulatorClock:
-    monkeypatch.setenv("AIRFLOW_CONN_MANAGED_AGENTS_DEFAULT", managed_agents_emulator.connection_json())
-    return use_clock(monkeypatch, EmulatorClock(managed_agents_emulator))  # type: ignore[return-value]
 
 
 @pytest.fixture
