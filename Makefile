@@ -59,7 +59,7 @@ $(SYSTEM_INSTALLED): pyproject.toml | $(INSTALLED)
 test-system: $(SYSTEM_INSTALLED)
 	$(BIN)/python tests/system/run_system.py --ui
 
-# Every Airflow x Python corner pyproject.toml claims, each in its own venv (.matrix/), one after another.
+# Every Airflow x Python corner pyproject.toml claims, each in its own venv (.matrix/), two at a time.
 test-matrix: | $(BIN)/python
 	$(BIN)/python scripts/test_matrix.py
 

@@ -156,7 +156,7 @@ def run_asking(dag_id: str, env: dict[str, str], log: Path, emulator: EmulatorHa
     answering every request with Allow. Airflow 3.3 parks the task and `dags test` resumes it;
     3.1 and 3.2 defer it to HITLTrigger, which needs a triggerer, so the task runs through the
     executor (`--use-executor`). Below 3.1 it is skipped (the DAG file defines no DAG there)."""
-    from required_actions import api_server, executor_took_the_deferral, parked, stop
+    from required_actions import api_server, executor_took_the_deferral, free_port, parked, stop
 
     from airflow_provider_managed_agents.compat import human_in_the_loop
 
@@ -181,9 +181,11 @@ def run_asking(dag_id: str, env: dict[str, str], log: Path, emulator: EmulatorHa
         if mode == "trigger":
             command.insert(3, "--use-executor")
             out = (DEMO_HOME / "triggerer.log").open("ab")
+            # Its log server on a port of its own: another matrix cell may run a triggerer too.
+            log_port = {"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
             triggerer = subprocess.Popen(
                 [str(BIN / "airflow"), "triggerer"],
-                env=person.env,
+                env={**person.env, **log_port},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
