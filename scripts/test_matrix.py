@@ -147,6 +147,7 @@ def run_cell(cell: Cell, wheel: Path) -> dict[str, object]:
             [str(python), "scripts/demo.py", "--home", str(home / "demo"), "--all"],
             log,
             env,
+            timeout=1800,  # a hang guard: about 300 s alone, over 900 s beside a loaded neighbour
         )
     )
     if ok:
